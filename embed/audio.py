@@ -1,0 +1,120 @@
+"""Decoding any audio file to mono float32 at a target rate: soundfile first, PyAV for what libsndfile lacks."""
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"})
+MIN_SECONDS = 0.1
+
+
+class AudioError(Exception):
+    """A file that cannot be used, with a one-line reason."""
+
+
+@dataclass
+class DecodedAudio:
+    samples: np.ndarray  # mono float32 at `sample_rate`
+    sample_rate: int
+    source_rate: int
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+def check_file(path: Path) -> None:
+    """Raise AudioError with a one-line reason when `path` is not a readable, non-empty regular file."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if e.errno == 40:  # ELOOP
+            raise AudioError("symlink loop") from None
+        if not os.path.lexists(path):
+            raise AudioError("file vanished") from None
+        if os.path.islink(path):
+            raise AudioError("broken symlink") from None
+        raise AudioError(f"cannot stat file: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise AudioError("not a regular file")
+    if st.st_size == 0:
+        raise AudioError("empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise AudioError("permission denied")
+
+
+def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    return data, int(sr)
+
+
+def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
+    import av
+
+    with av.open(str(path), metadata_errors="ignore") as container:
+        if not container.streams.audio:
+            raise AudioError("no audio stream")
+        stream = container.streams.audio[0]
+        sr = stream.codec_context.sample_rate or stream.rate
+        chunks = []
+        for frame in container.decode(stream):
+            arr = frame.to_ndarray()
+            if arr.dtype.kind == "i":
+                arr = arr.astype(np.float32) / np.iinfo(arr.dtype).max
+            if frame.format.is_planar:
+                arr = arr.T  # [samples, channels]
+            else:
+                arr = arr.reshape(-1, len(frame.layout.channels))
+            chunks.append(arr.astype(np.float32, copy=False))
+    if not chunks:
+        raise AudioError("no audio frames decoded")
+    return np.concatenate(chunks), int(sr)
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """[samples, channels] float32 and the file's sample rate, or AudioError with a one-line reason."""
+    path = Path(path)
+    check_file(path)
+    try:
+        data, sr = _read_soundfile(path)
+    except Exception as sf_error:  # libsndfile lacks the format (m4a) or the file is broken
+        try:
+            data, sr = _read_pyav(path)
+        except AudioError:
+            raise
+        except Exception as av_error:
+            first = str(sf_error).splitlines()[0] if str(sf_error) else type(sf_error).__name__
+            raise AudioError(f"not decodable audio ({first}; ffmpeg: {str(av_error).splitlines()[0][:120]})") from None
+    if data.size == 0:
+        raise AudioError("no audio samples")
+    if not np.all(np.isfinite(data)):
+        data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+    return data, sr
+
+
+def to_mono_resampled(data: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
+    import soxr
+
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    if sr != target_sr:
+        mono = soxr.resample(mono, sr, target_sr, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def decode(path: str | Path, target_sr: int) -> DecodedAudio:
+    """Decode, mix to mono, resample with soxr. Deterministic: the same file gives the same samples."""
+    data, sr = read_audio(path)
+    if data.shape[0] / sr < MIN_SECONDS:
+        raise AudioError(f"too short to embed ({data.shape[0]} samples; at least {MIN_SECONDS} s needed)")
+    return DecodedAudio(to_mono_resampled(data, sr, target_sr), target_sr, sr, int(data.shape[1]))
+
+
+def is_audio_path(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in AUDIO_EXTENSIONS

@@ -1,0 +1,100 @@
+"""The one protocol every audio-text encoder backend implements, and the pipeline identity stored with a library."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+# Bump when decoding, resampling, windowing or pooling changes in a way that changes vectors.
+PIPELINE_VERSION = 1
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model could not be loaded; the message says which and how to get it."""
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    """How to run an encoder: where, at what precision, and how many windows per model call."""
+
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    precision: str = "auto"  # "auto" (fp16 on GPU, fp32 on CPU) | "fp32" | "fp16" | "bf16"
+    batch_size: int = 16
+
+
+@runtime_checkable
+class AudioTextEncoder(Protocol):
+    """Maps fixed-length mono windows and texts into one space where inner product means similarity."""
+
+    name: str  # the registry spec that recreates this encoder, e.g. "clap:laion/larger_clap_music"
+    dim: int
+    sample_rate: int
+    window_seconds: float
+    version: str  # changes whenever the encoder's outputs would change (weights, preprocessing)
+
+    def embed_audio(self, windows: np.ndarray) -> np.ndarray:
+        """[B, window_seconds*sample_rate] float32 → [B, dim] raw (not normalised) window vectors."""
+        ...
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        """N texts → [N, dim] L2-normalised float32 vectors."""
+        ...
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """Everything that determines a stored vector. Two libraries can only be mixed when these are equal."""
+
+    model: str
+    encoder_version: str
+    dim: int
+    sample_rate: int
+    window_seconds: float
+    hop_seconds: float
+    short_padding: str = "repeat"
+    pooling: str = "mean-then-l2"
+    pipeline_version: int = PIPELINE_VERSION
+
+    @classmethod
+    def for_encoder(cls, encoder: AudioTextEncoder) -> "PipelineSpec":
+        return cls(
+            model=encoder.name, encoder_version=encoder.version, dim=encoder.dim,
+            sample_rate=encoder.sample_rate, window_seconds=encoder.window_seconds,
+            hop_seconds=encoder.window_seconds,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PipelineSpec":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    def differences(self, other: "PipelineSpec") -> list[str]:
+        a, b = self.to_dict(), other.to_dict()
+        return [f"{k}: {a[k]!r} vs {b[k]!r}" for k in a if a[k] != b[k]]
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def resolve_device(options: EncoderOptions) -> tuple[str, "object"]:
+    """(device, torch dtype) for the options on this machine."""
+    import torch
+
+    device = options.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelUnavailableError(f"device {device!r} was asked for, but torch sees no CUDA GPU here")
+    precision = options.precision
+    if precision == "auto":
+        precision = "fp16" if device.startswith("cuda") else "fp32"
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if precision not in dtypes:
+        raise ValueError(f"unknown precision {precision!r}; use one of auto, fp32, fp16, bf16")
+    return device, dtypes[precision]

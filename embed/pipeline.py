@@ -1,0 +1,142 @@
+"""Streaming many files through an encoder: decoding runs ahead in worker threads while the model works on
+fixed-size batches of windows, so the model is never idle on one slow file and memory stays bounded.
+
+Every model call gets exactly `batch_windows` windows (the last is zero-padded), so a window's vector never
+depends on which other files shared its batch: the same file gives bit-identical vectors on CPU.
+"""
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
+
+import numpy as np
+
+from embed.audio import AudioError, DecodedAudio, check_file, decode
+from embed.base import AudioTextEncoder, l2_normalize
+from embed.windows import make_windows, pool_track
+
+T = TypeVar("T")
+
+
+@dataclass
+class TrackEmbedding:
+    track_vector: np.ndarray  # [dim], L2-normalised
+    window_vectors: np.ndarray  # [n, dim], each L2-normalised
+    window_starts: np.ndarray  # [n] seconds
+    window_ends: np.ndarray  # [n] seconds
+    duration: float
+    source_rate: int
+    channels: int
+
+
+@dataclass
+class Prepared(Generic[T]):
+    item: T
+    audio: DecodedAudio | None = None
+    windows: np.ndarray | None = None
+    starts: list[int] | None = None
+    extra: object = None  # whatever `prepare_extra` computed in the worker (hash, tags...)
+    error: str | None = None
+
+
+def embed_stream(
+    items: Iterable[T],
+    encoder: AudioTextEncoder,
+    path_of: Callable[[T], Path] = lambda x: Path(x),  # type: ignore[arg-type, return-value]
+    prepare_extra: Callable[[T], object] | None = None,
+    workers: int = 2,
+    batch_windows: int = 16,
+    prefetch: int = 8,
+) -> Iterator[tuple[T, TrackEmbedding | None, object, str | None]]:
+    """Yield (item, embedding or None, extra, error reason or None) for every item, in input order."""
+    window = int(round(encoder.window_seconds * encoder.sample_rate))
+
+    def prepare(item: T) -> Prepared[T]:
+        out: Prepared[T] = Prepared(item)
+        try:
+            check_file(path_of(item))
+            if prepare_extra is not None:
+                out.extra = prepare_extra(item)
+            out.audio = decode(path_of(item), encoder.sample_rate)
+            out.windows, out.starts = make_windows(out.audio.samples, window)
+        except AudioError as e:
+            out.error = str(e)
+        except MemoryError:
+            out.error = "file too large to decode in memory"
+        except Exception as e:  # a decoder bug must not stop the batch
+            out.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unexpected error'}"
+        return out
+
+    pending: deque[Prepared[T]] = deque()  # decoded, waiting for (some of) their windows to be embedded
+    queue: list[np.ndarray] = []
+    results: list[list[np.ndarray]] = []  # per pending track, its embedded window vectors so far
+    n_queued = 0
+
+    def run_batch(flush: bool) -> None:
+        nonlocal queue, n_queued
+        while n_queued >= batch_windows or (flush and n_queued > 0):
+            take = min(batch_windows, n_queued)
+            stacked = np.concatenate(queue)
+            batch, rest = stacked[:take], stacked[take:]
+            if take < batch_windows:
+                batch = np.concatenate([batch, np.zeros((batch_windows - take, window), np.float32)])
+            vecs = np.asarray(encoder.embed_audio(batch), dtype=np.float32)[:take]
+            queue, n_queued = ([rest] if len(rest) else []), len(rest)
+            # hand vectors back to the tracks that own them, in order
+            pos = 0
+            for p, got in zip(pending, results):
+                if p.windows is None:
+                    continue
+                need = len(p.windows) - sum(len(g) for g in got)
+                if need <= 0:
+                    continue
+                n = min(need, take - pos)
+                if n > 0:
+                    got.append(vecs[pos:pos + n])
+                    pos += n
+                if pos >= take:
+                    break
+
+    def finished() -> Iterator[tuple[T, TrackEmbedding | None, object, str | None]]:
+        while pending:
+            p, got = pending[0], results[0]
+            if p.error is None and sum(len(g) for g in got) < len(p.windows):
+                return
+            pending.popleft()
+            results.pop(0)
+            if p.error is not None:
+                yield p.item, None, p.extra, p.error
+                continue
+            raw = np.concatenate(got)
+            sr, a = encoder.sample_rate, p.audio
+            starts = np.array(p.starts, dtype=np.float64) / sr
+            ends = np.minimum(starts + encoder.window_seconds, a.duration)
+            emb = TrackEmbedding(pool_track(raw), l2_normalize(raw), starts, ends, a.duration, a.source_rate, a.channels)
+            p.audio = p.windows = None
+            yield p.item, emb, p.extra, None
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures: deque = deque()
+        it = iter(items)
+        exhausted = False
+        while True:
+            while not exhausted and len(futures) < prefetch:
+                try:
+                    futures.append(pool.submit(prepare, next(it)))
+                except StopIteration:
+                    exhausted = True
+            if not futures:
+                break
+            p = futures.popleft().result()
+            pending.append(p)
+            results.append([])
+            if p.error is None:
+                queue.append(p.windows)
+                n_queued += len(p.windows)
+                run_batch(flush=False)
+            yield from finished()
+        run_batch(flush=True)
+        yield from finished()

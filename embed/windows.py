@@ -1,0 +1,39 @@
+"""The versioned windowing rule (pipeline version 1).
+
+- Windows are `window_seconds` long with hop = window length, starting at 0.
+- When the track does not divide evenly, one last window is aligned to the track's end, so every window is
+  real audio and the whole track is covered (the last two windows overlap).
+- A track shorter than one window is repeated (tiled) until it fills one window.
+- The track vector is the mean of the raw window vectors, then L2-normalised; stored window vectors are
+  L2-normalised individually.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from embed.base import l2_normalize
+
+
+def window_starts(n_samples: int, window: int, hop: int | None = None) -> list[int]:
+    hop = hop or window
+    if n_samples <= window:
+        return [0]
+    starts = list(range(0, n_samples - window + 1, hop))
+    if starts[-1] + window < n_samples:
+        starts.append(n_samples - window)
+    return starts
+
+
+def make_windows(samples: np.ndarray, window: int, hop: int | None = None) -> tuple[np.ndarray, list[int]]:
+    """[n_windows, window] float32 and each window's start sample."""
+    if len(samples) == 0:
+        raise ValueError("cannot window an empty signal")
+    if len(samples) < window:
+        reps = -(-window // len(samples))
+        return np.tile(samples, reps)[:window][None, :].astype(np.float32), [0]
+    starts = window_starts(len(samples), window, hop)
+    return np.stack([samples[s:s + window] for s in starts]).astype(np.float32), starts
+
+
+def pool_track(window_vectors: np.ndarray) -> np.ndarray:
+    return l2_normalize(np.asarray(window_vectors, dtype=np.float32).mean(axis=0))

@@ -1,0 +1,35 @@
+"""Write-then-rename helpers: a reader never sees a half-written file."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+def tmp_path(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+def write_tmp(path: Path, writer: Callable[[Path], None]) -> Path:
+    """Write `path`'s future content to its `.tmp` sibling, flushed to disk; returns the temp path."""
+    tmp = tmp_path(path)
+    writer(tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    return tmp
+
+
+def atomic_write(path: Path, writer: Callable[[Path], None]) -> None:
+    os.replace(write_tmp(path, writer), path)
+
+
+def atomic_write_json(path: Path, obj: object) -> None:
+    atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=1, sort_keys=True)))
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, np.ascontiguousarray(array))

@@ -1,0 +1,304 @@
+"""A library folder of plain files (clip-retrieval's npy + parquet + index layout):
+
+    manifest.json     model and pipeline that made the vectors (a mismatch is an error)
+    catalog.parquet   one row per file: path, hash, duration, file tags, status, error, vector rows
+    tracks.npy        [tracks, dim] L2-normalised track vectors; row = catalog.vec_row
+    windows.npy       [windows, dim] L2-normalised 10 s window vectors ("find the moment")
+    windows.parquet   track_id, window, start_s, end_s for each row of windows.npy
+    tracks.faiss      FAISS index over tracks.npy
+    staging/          finished batches of a run not yet committed (a killed run resumes from them)
+
+A commit writes every new file as `NAME.tmp`, then a `COMMIT.json` journal naming the renames, then renames.
+Opening a library finishes an interrupted commit, so a reader never sees files from two different commits.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from embed.base import PipelineSpec
+from index.atomic import atomic_write_json, save_npy, tmp_path, write_tmp
+from index.manifest import Manifest
+from index.vector_index import VectorIndex
+
+CATALOG_SCHEMA = {
+    "track_id": pl.String, "path": pl.String, "rel_path": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64,
+    "content_hash": pl.String, "duration": pl.Float64, "sample_rate": pl.Int64, "channels": pl.Int64,
+    "title": pl.String, "artist": pl.String, "album": pl.String, "genre": pl.String, "date": pl.String,
+    "file_tags": pl.String, "status": pl.String, "error": pl.String, "indexed_at": pl.Float64,
+    "vec_row": pl.Int64, "window_offset": pl.Int64, "window_count": pl.Int64,
+}
+WINDOW_SCHEMA = {"track_id": pl.String, "window": pl.Int64, "start_s": pl.Float64, "end_s": pl.Float64}
+_VECTOR_COLUMNS = ("vec_row", "window_offset", "window_count")
+
+
+class LibraryError(RuntimeError):
+    """A library that cannot be used as asked; the message says why and what to do."""
+
+
+@dataclass
+class StagedBatch:
+    """Finished work of one batch: catalog rows (errors included) and vectors of the rows that succeeded."""
+
+    rows: list[dict]
+    track_vecs: np.ndarray  # [ok rows, dim], in the order of ok rows
+    window_vecs: np.ndarray  # [windows of ok rows, dim]
+    window_counts: np.ndarray  # [ok rows]
+    window_starts: np.ndarray  # [windows] seconds
+    window_ends: np.ndarray  # [windows] seconds
+
+    def save(self, path: Path) -> None:
+        def write(p: Path) -> None:
+            with open(p, "wb") as f:
+                np.savez(
+                    f, rows=np.array([json.dumps(self.rows)]), track_vecs=self.track_vecs, window_vecs=self.window_vecs,
+                    window_counts=self.window_counts, window_starts=self.window_starts, window_ends=self.window_ends,
+                )
+        os.replace(write_tmp(path, write), path)
+
+    @classmethod
+    def load(cls, path: Path) -> "StagedBatch":
+        with np.load(path) as z:
+            return cls(
+                json.loads(str(z["rows"][0])), z["track_vecs"], z["window_vecs"], z["window_counts"],
+                z["window_starts"], z["window_ends"],
+            )
+
+
+class Library:
+    """Read and update one library folder. Use `Library.open` or `Library.create_or_open`."""
+
+    def __init__(self, root: Path, manifest: Manifest):
+        self.root = root
+        self.manifest = manifest
+        self._catalog: pl.DataFrame | None = None
+        self._index: VectorIndex | None = None
+
+    # -- opening -------------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: str | Path, pipeline: PipelineSpec | None = None) -> "Library":
+        root = Path(root)
+        if not (root / "manifest.json").exists():
+            raise LibraryError(f"{root} is not a tunelens library (no manifest.json); create one with `tunelens index`")
+        _finish_commit(root)
+        try:
+            manifest = Manifest.load(root / "manifest.json")
+        except (ValueError, KeyError, TypeError) as e:
+            raise LibraryError(f"{root / 'manifest.json'} is unreadable: {e}") from None
+        lib = cls(root, manifest)
+        if pipeline is not None:
+            lib.check_pipeline(pipeline)
+        return lib
+
+    @classmethod
+    def create_or_open(cls, root: str | Path, pipeline: PipelineSpec, precision: str = "fp32") -> "Library":
+        root = Path(root)
+        if (root / "manifest.json").exists():
+            return cls.open(root, pipeline)
+        if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+            raise LibraryError(f"{root} exists and is not an empty folder or a tunelens library")
+        root.mkdir(parents=True, exist_ok=True)
+        manifest = Manifest(pipeline=pipeline, precision=precision)
+        atomic_write_json(root / "manifest.json", manifest.to_dict())
+        return cls(root, manifest)
+
+    def check_pipeline(self, pipeline: PipelineSpec) -> None:
+        diffs = self.manifest.pipeline.differences(pipeline)
+        if diffs:
+            raise LibraryError(
+                f"{self.root} was built with model {self.manifest.pipeline.model!r}, and vectors from "
+                f"{pipeline.model!r} cannot be mixed with it ({'; '.join(diffs)}). Use --model "
+                f"{self.manifest.pipeline.model} with this library, or index into a new library folder"
+            )
+
+    # -- reading -------------------------------------------------------------------------------------------
+    @property
+    def catalog(self) -> pl.DataFrame:
+        if self._catalog is None:
+            path = self.root / "catalog.parquet"
+            self._catalog = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=CATALOG_SCHEMA)
+        return self._catalog
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.pipeline.dim
+
+    def track_vectors(self) -> np.ndarray:
+        return _load_vectors(self.root / "tracks.npy", self.dim)
+
+    def window_vectors(self) -> np.ndarray:
+        return _load_vectors(self.root / "windows.npy", self.dim)
+
+    def windows_table(self) -> pl.DataFrame:
+        path = self.root / "windows.parquet"
+        return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=WINDOW_SCHEMA)
+
+    @property
+    def vector_index(self) -> VectorIndex:
+        if self._index is None:
+            path = self.root / "tracks.faiss"
+            self._index = VectorIndex.load(path) if path.exists() else VectorIndex.build(np.zeros((0, self.dim), np.float32))
+        return self._index
+
+    def ok_tracks(self) -> pl.DataFrame:
+        return self.catalog.filter(pl.col("status") == "ok").sort("vec_row")
+
+    # -- writing -------------------------------------------------------------------------------------------
+    def lock(self) -> "_Lock":
+        return _Lock(self.root / ".lock")
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.root / "staging"
+
+    def staged_batches(self) -> list[Path]:
+        return sorted(self.staging_dir.glob("batch-*.npz")) if self.staging_dir.exists() else []
+
+    def stage(self, batch: StagedBatch) -> Path:
+        self.staging_dir.mkdir(exist_ok=True)
+        path = self.staging_dir / f"batch-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}.npz"
+        batch.save(path)
+        return path
+
+    def commit(self, removed_paths: set[str], batch_files: list[Path]) -> None:
+        """Merge staged batches into the library, drop `removed_paths`, and swap all files in at once."""
+        batches = [StagedBatch.load(p) for p in batch_files]
+        old = self.catalog
+        staged_rows = [r for b in batches for r in b.rows]
+        replaced = removed_paths | {r["path"] for r in staged_rows}
+        keep = old.filter(~pl.col("path").is_in(list(replaced)))
+        # later batches win when one path was staged twice (a file changed during a resumed run)
+        latest: dict[str, tuple[int, int]] = {}
+        for bi, b in enumerate(batches):
+            for ri, r in enumerate(b.rows):
+                latest[r["path"]] = (bi, ri)
+        new_rows, sources = [], {}
+        for bi, b in enumerate(batches):
+            ok_i = 0
+            w_off = np.concatenate([[0], np.cumsum(b.window_counts)]).astype(np.int64)
+            for ri, r in enumerate(b.rows):
+                if r["status"] == "ok":
+                    if latest[r["path"]] == (bi, ri):
+                        sources[r["path"]] = ("staged", bi, ok_i, int(w_off[ok_i]), int(b.window_counts[ok_i]))
+                    ok_i += 1
+                if latest[r["path"]] == (bi, ri):
+                    new_rows.append(r)
+        for r in keep.filter(pl.col("status") == "ok").select("path", *_VECTOR_COLUMNS).iter_rows():
+            sources[r[0]] = ("old", 0, r[1], r[2], r[3])
+        staged_df = pl.DataFrame(new_rows, schema={k: v for k, v in CATALOG_SCHEMA.items() if k not in _VECTOR_COLUMNS})
+        merged = pl.concat([keep.drop(*_VECTOR_COLUMNS), staged_df], how="vertical").sort("path")
+
+        old_tracks, old_windows, old_wtab = self.track_vectors(), self.window_vectors(), self.windows_table()
+        ok_paths = merged.filter(pl.col("status") == "ok")["path"].to_list()
+        id_of = dict(zip(merged["path"].to_list(), merged["track_id"].to_list()))
+        tracks = np.empty((len(ok_paths), self.dim), np.float32)
+        win_chunks, wtab_parts, vec_row, w_offset, w_count = [], [], {}, {}, {}
+        total_w = 0
+        for i, path in enumerate(ok_paths):
+            kind, bi, row, woff, wcnt = sources[path]
+            if kind == "old":
+                tracks[i] = old_tracks[row]
+                win_chunks.append(np.asarray(old_windows[woff:woff + wcnt]))
+                starts = old_wtab["start_s"][woff:woff + wcnt].to_numpy()
+                ends = old_wtab["end_s"][woff:woff + wcnt].to_numpy()
+            else:
+                b = batches[bi]
+                tracks[i] = b.track_vecs[row]
+                win_chunks.append(b.window_vecs[woff:woff + wcnt])
+                starts, ends = b.window_starts[woff:woff + wcnt], b.window_ends[woff:woff + wcnt]
+            wtab_parts.append((id_of[path], starts, ends))
+            vec_row[path], w_offset[path], w_count[path] = i, total_w, wcnt
+            total_w += wcnt
+        windows = np.concatenate(win_chunks) if win_chunks else np.zeros((0, self.dim), np.float32)
+        wtab = pl.DataFrame(
+            {
+                "track_id": [tid for tid, s, _ in wtab_parts for _ in range(len(s))],
+                "window": [j for _, s, _ in wtab_parts for j in range(len(s))],
+                "start_s": np.concatenate([s for _, s, _ in wtab_parts]) if wtab_parts else [],
+                "end_s": np.concatenate([e for _, _, e in wtab_parts]) if wtab_parts else [],
+            },
+            schema=WINDOW_SCHEMA,
+        )
+        paths = merged["path"].to_list()
+        merged = merged.with_columns(
+            pl.Series("vec_row", [vec_row.get(p, -1) for p in paths], pl.Int64),
+            pl.Series("window_offset", [w_offset.get(p, -1) for p in paths], pl.Int64),
+            pl.Series("window_count", [w_count.get(p, 0) for p in paths], pl.Int64),
+        ).select(list(CATALOG_SCHEMA))
+        manifest = self.manifest
+        manifest.updated = time.time()
+        manifest.index = {"type": "flat-ip", "tracks": len(ok_paths), "windows": int(total_w)}
+        writes = {
+            "tracks.npy": lambda p: save_npy(p, tracks),
+            "windows.npy": lambda p: save_npy(p, windows),
+            "windows.parquet": lambda p: wtab.write_parquet(p),
+            "tracks.faiss": lambda p: VectorIndex.build(tracks, use_gpu=False).save(p),
+            "catalog.parquet": lambda p: merged.write_parquet(p),
+            "manifest.json": lambda p: p.write_text(json.dumps(manifest.to_dict(), indent=1, sort_keys=True)),
+        }
+        for name, writer in writes.items():
+            write_tmp(self.root / name, writer)
+        atomic_write_json(self.root / "COMMIT.json", {
+            "renames": list(writes), "remove": [str(p.relative_to(self.root)) for p in batch_files],
+        })
+        _finish_commit(self.root)
+        self._catalog, self._index = None, None
+
+
+def _load_vectors(path: Path, dim: int) -> np.ndarray:
+    if not path.exists():
+        return np.zeros((0, dim), np.float32)
+    return np.load(path, mmap_mode="r")
+
+
+def _finish_commit(root: Path) -> None:
+    """Roll an interrupted commit forward (idempotent), or drop temp files of one that never reached its journal."""
+    journal = root / "COMMIT.json"
+    if journal.exists():
+        plan = json.loads(journal.read_text())
+        for name in plan["renames"]:
+            try:
+                os.replace(tmp_path(root / name), root / name)
+            except FileNotFoundError:  # already renamed, by this process or another reader
+                pass
+        for rel in plan["remove"]:
+            (root / rel).unlink(missing_ok=True)
+        journal.unlink(missing_ok=True)
+
+
+def _drop_stale_temps(root: Path) -> None:
+    """Temp files of a commit killed before its journal; only a lock holder may remove them."""
+    for tmp in root.glob("*.tmp"):
+        tmp.unlink(missing_ok=True)
+    for tmp in (root / "staging").glob("*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+class _Lock:
+    """An exclusive lock on a library so that two writers never interleave."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> "_Lock":
+        self._f = open(self.path, "w")
+        try:
+            fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._f.close()
+            raise LibraryError(f"another tunelens process is writing to {self.path.parent}; wait for it to finish") from None
+        _finish_commit(self.path.parent)
+        _drop_stale_temps(self.path.parent)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self._f, fcntl.LOCK_UN)
+        self._f.close()

@@ -1,0 +1,96 @@
+"""Queries against a library: text → tracks, track → similar tracks, each with its best-matching window."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from embed.base import AudioTextEncoder, PipelineSpec
+from embed.pipeline import embed_stream
+from index.library import Library, LibraryError
+
+MAX_QUERY_CHARS = 1000
+
+
+@dataclass
+class Hit:
+    rank: int
+    score: float
+    track_id: str
+    path: str
+    rel_path: str
+    title: str | None
+    artist: str | None
+    duration: float
+    best_start_s: float  # where in the track the query matches best ("find the moment")
+    best_end_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _hits(lib: Library, query: np.ndarray, scores: np.ndarray, rows: np.ndarray, exclude: set[str]) -> list[Hit]:
+    ok = lib.ok_tracks()
+    windows = lib.window_vectors()
+    wtab = lib.windows_table()
+    hits: list[Hit] = []
+    for score, row in zip(scores, rows):
+        if row < 0:
+            continue
+        t = ok.row(int(row), named=True)
+        if t["track_id"] in exclude:
+            continue
+        off, cnt = t["window_offset"], t["window_count"]
+        w = np.asarray(windows[off:off + cnt]) @ query
+        best = off + int(np.argmax(w))
+        hits.append(Hit(
+            rank=len(hits) + 1, score=float(score), track_id=t["track_id"], path=t["path"], rel_path=t["rel_path"],
+            title=t["title"], artist=t["artist"], duration=float(t["duration"]),
+            best_start_s=float(wtab["start_s"][best]), best_end_s=float(wtab["end_s"][best]),
+        ))
+    return hits
+
+
+def search_vector(lib: Library, query: np.ndarray, k: int = 10, exclude: set[str] = frozenset()) -> list[Hit]:
+    if lib.vector_index.ntotal == 0:
+        return []
+    query = np.asarray(query, np.float32).reshape(-1)
+    scores, rows = lib.vector_index.search(query[None, :], k + len(exclude))
+    return _hits(lib, query, scores[0], rows[0], set(exclude))[:k]
+
+
+def search_text(lib: Library, encoder: AudioTextEncoder, text: str, k: int = 10) -> list[Hit]:
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("the query is empty; describe the music you want, e.g. \"slow solo piano\"")
+    lib.check_pipeline(PipelineSpec.for_encoder(encoder))
+    return search_vector(lib, encoder.embed_text([text[:MAX_QUERY_CHARS]])[0], k)
+
+
+def find_track(lib: Library, ref: str) -> dict | None:
+    """A catalog row by track id, absolute path or path relative to the music folder."""
+    cat = lib.catalog
+    absolute = str(Path(ref).absolute()) if ref else ""
+    match = cat.filter((pl.col("track_id") == ref) | (pl.col("path") == absolute) | (pl.col("rel_path") == ref))
+    return match.row(0, named=True) if len(match) else None
+
+
+def similar(lib: Library, ref: str, k: int = 10, encoder: AudioTextEncoder | None = None) -> list[Hit]:
+    """Tracks like a library track (by id or path), or like any audio file (embedded on the fly)."""
+    track = find_track(lib, ref)
+    if track is not None:
+        if track["status"] != "ok":
+            raise LibraryError(f"{track['rel_path']} is in the library but failed to index: {track['error']}")
+        vec = np.asarray(lib.track_vectors()[track["vec_row"]])
+        return search_vector(lib, vec, k, exclude={track["track_id"]})
+    if not Path(ref).is_file():
+        raise LibraryError(f"{ref!r} is neither a track id or path in {lib.root} nor an audio file")
+    if encoder is None:
+        raise LibraryError(f"{ref} is not in the library; an encoder is needed to embed it")
+    lib.check_pipeline(PipelineSpec.for_encoder(encoder))
+    (_, emb, _, err), = list(embed_stream([Path(ref)], encoder, workers=1))
+    if emb is None:
+        raise LibraryError(f"cannot read {ref}: {err}")
+    return search_vector(lib, emb.track_vector, k)

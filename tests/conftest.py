@@ -1,0 +1,48 @@
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+SHARED = ROOT.parent / "shared"
+
+
+def tone(seconds: float, freq: float, sr: int = 22050, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    y = 0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.2 * np.sin(2 * np.pi * 2 * t))
+    return np.repeat(y[:, None], channels, axis=1) if channels > 1 else y
+
+
+@pytest.fixture(scope="session")
+def tiny_clap(tmp_path_factory) -> Path:
+    from embed.random_checkpoints import make_random_clap
+
+    return make_random_clap(tmp_path_factory.mktemp("tiny_clap"))
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(tiny_clap) -> str:
+    return f"clap:{tiny_clap}"
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_spec):
+    from embed import load_encoder
+
+    return load_encoder(tiny_spec)
+
+
+@pytest.fixture()
+def music_dir(tmp_path) -> Path:
+    d = tmp_path / "music"
+    (d / "sub").mkdir(parents=True)
+    for i, (secs, f) in enumerate([(4, 220), (12, 330), (25, 440), (7, 550)]):
+        sf.write(d / f"t{i}.wav", tone(secs, f), 22050)
+    sf.write(d / "sub" / "s.flac", tone(9, 660), 22050)
+    return d
