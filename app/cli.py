@@ -199,6 +199,38 @@ def info(library: Path = LibraryOpt, as_json: bool = typer.Option(False, "--json
         console.print(f"  [red]failed[/] {rel}: {e}")
 
 
+@app.command()
+def tags(
+    file: Path = typer.Argument(..., help="An audio file."),
+    top: int = typer.Option(10, "--top", "-n", help="How many tags to show."),
+    model: Optional[str] = typer.Option("musicnn", "--model", "-m", help="A tagging encoder (musicnn)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Print the top music tags of FILE with their probabilities (MagnaTagATune + Million Song Dataset tags)."""
+    from embed.pipeline import embed_stream
+
+    with _friendly_errors():
+        encoder = _encoder(model)
+        if not hasattr(encoder, "embed_audio_with_tags"):
+            raise ValueError(f"the model {model!r} is not a tagger; use --model musicnn")
+        (_, emb, _, reason), = list(embed_stream([file], encoder, workers=1))
+        if emb is None:
+            raise ValueError(f"cannot read {file}: {reason}")
+    names, sources = encoder.tag_names, ["MagnaTagATune"] * 50 + ["Million Song Dataset"] * 50
+    order = [int(i) for i in emb.tag_probs.argsort()[::-1][:top]]
+    if as_json:
+        print(json.dumps([{"tag": names[i], "probability": round(float(emb.tag_probs[i]), 4), "source": sources[i]}
+                          for i in order], indent=1))
+        return
+    table = Table(title=f"{file.name}  ({emb.duration:.1f} s)")
+    for col in ("tag", "probability", "", "tagger"):
+        table.add_column(col)
+    for i in order:
+        p = float(emb.tag_probs[i])
+        table.add_row(names[i], f"{p:.2f}", "█" * int(round(p * 20)), sources[i])
+    console.print(table)
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()

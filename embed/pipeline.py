@@ -30,6 +30,7 @@ class TrackEmbedding:
     duration: float
     source_rate: int
     channels: int
+    tag_probs: np.ndarray | None = None  # [tags] mean over windows, for encoders that are taggers
 
 
 @dataclass
@@ -73,7 +74,9 @@ def embed_stream(
     pending: deque[Prepared[T]] = deque()  # decoded, waiting for (some of) their windows to be embedded
     queue: list[np.ndarray] = []
     results: list[list[np.ndarray]] = []  # per pending track, its embedded window vectors so far
+    tag_results: list[list[np.ndarray]] = []
     n_queued = 0
+    with_tags = hasattr(encoder, "embed_audio_with_tags")
 
     def run_batch(flush: bool) -> None:
         nonlocal queue, n_queued
@@ -83,11 +86,16 @@ def embed_stream(
             batch, rest = stacked[:take], stacked[take:]
             if take < batch_windows:
                 batch = np.concatenate([batch, np.zeros((batch_windows - take, window), np.float32)])
-            vecs = np.asarray(encoder.embed_audio(batch), dtype=np.float32)[:take]
+            if with_tags:
+                vecs, probs = encoder.embed_audio_with_tags(batch)  # type: ignore[attr-defined]
+                probs = np.asarray(probs, np.float32)[:take]
+            else:
+                vecs, probs = encoder.embed_audio(batch), None
+            vecs = np.asarray(vecs, dtype=np.float32)[:take]
             queue, n_queued = ([rest] if len(rest) else []), len(rest)
             # hand vectors back to the tracks that own them, in order
             pos = 0
-            for p, got in zip(pending, results):
+            for p, got, got_tags in zip(pending, results, tag_results):
                 if p.windows is None:
                     continue
                 need = len(p.windows) - sum(len(g) for g in got)
@@ -96,6 +104,8 @@ def embed_stream(
                 n = min(need, take - pos)
                 if n > 0:
                     got.append(vecs[pos:pos + n])
+                    if probs is not None:
+                        got_tags.append(probs[pos:pos + n])
                     pos += n
                 if pos >= take:
                     break
@@ -107,6 +117,7 @@ def embed_stream(
                 return
             pending.popleft()
             results.pop(0)
+            tags = tag_results.pop(0)
             if p.error is not None:
                 yield p.item, None, p.extra, p.error
                 continue
@@ -114,7 +125,10 @@ def embed_stream(
             sr, a = encoder.sample_rate, p.audio
             starts = np.array(p.starts, dtype=np.float64) / sr
             ends = np.minimum(starts + encoder.window_seconds, a.duration)
-            emb = TrackEmbedding(pool_track(raw), l2_normalize(raw), starts, ends, a.duration, a.source_rate, a.channels)
+            emb = TrackEmbedding(
+                pool_track(raw), l2_normalize(raw), starts, ends, a.duration, a.source_rate, a.channels,
+                np.concatenate(tags).mean(axis=0) if tags else None,
+            )
             p.audio = p.windows = None
             yield p.item, emb, p.extra, None
 
@@ -133,6 +147,7 @@ def embed_stream(
             p = futures.popleft().result()
             pending.append(p)
             results.append([])
+            tag_results.append([])
             if p.error is None:
                 queue.append(p.windows)
                 n_queued += len(p.windows)

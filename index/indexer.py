@@ -3,6 +3,7 @@ ones skipped, deleted ones dropped. Finished batches are staged on disk as they 
 loses at most the batch in flight and the next run picks up where it stopped."""
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,24 +47,33 @@ def _extra(f: FoundFile) -> dict:
     return {"content_hash": content_hash(f.path), "tags": read_file_tags(f.path)}
 
 
-def _row(f: FoundFile, extra: dict | None, emb, error: str | None) -> dict:
+def _top_tags(emb, names: list[str] | None, threshold: float = 0.05) -> str | None:
+    """JSON of the encoder's tag probabilities for the track (tags at or above `threshold`), highest first."""
+    if emb is None or emb.tag_probs is None or not names:
+        return None
+    order = np.argsort(-emb.tag_probs, kind="stable")
+    return json.dumps({names[i]: round(float(emb.tag_probs[i]), 4) for i in order if emb.tag_probs[i] >= threshold})
+
+
+def _row(f: FoundFile, extra: dict | None, emb, error: str | None, names: list[str] | None = None) -> dict:
     extra = extra or {}
     row = {
         "track_id": track_id_for(str(f.path)), "path": str(f.path), "rel_path": f.rel_path, "size": f.size,
         "mtime_ns": f.mtime_ns, "content_hash": extra.get("content_hash"),
         "duration": emb.duration if emb else None, "sample_rate": emb.source_rate if emb else None,
-        "channels": emb.channels if emb else None, "status": "ok" if emb else "error", "error": error,
+        "channels": emb.channels if emb else None, "tags": _top_tags(emb, names),
+        "status": "ok" if emb else "error", "error": error,
         "indexed_at": time.time(),
     }
     row.update(tag_columns(extra.get("tags") or {}))
     return row
 
 
-def _stage(lib: Library, done: list) -> Path:
+def _stage(lib: Library, done: list, names: list[str] | None) -> Path:
     oks = [emb for _, emb, _, _ in done if emb is not None]
     dim = lib.dim
     batch = StagedBatch(
-        rows=[_row(f, extra, emb, err) for f, emb, extra, err in done],
+        rows=[_row(f, extra, emb, err, names) for f, emb, extra, err in done],
         track_vecs=np.stack([e.track_vector for e in oks]) if oks else np.zeros((0, dim), np.float32),
         window_vecs=np.concatenate([e.window_vectors for e in oks]) if oks else np.zeros((0, dim), np.float32),
         window_counts=np.array([len(e.window_vectors) for e in oks], np.int64),
@@ -109,6 +119,7 @@ def index_folder(
         removed |= {p for p in staged if p.startswith(root) and p not in present}
         report.removed = len({p for p in removed if p in known})
 
+        names = getattr(encoder, "tag_names", None)
         done: list = []
         new_batches: list[Path] = []
         since_commit = 0
@@ -123,7 +134,7 @@ def index_folder(
             else:
                 report.failed.append((f.rel_path, err or "unknown error"))
             if len(done) >= config.batch_files:
-                new_batches.append(_stage(lib, done))
+                new_batches.append(_stage(lib, done, names))
                 since_commit += len(done)
                 done = []
             if since_commit >= config.commit_every:
@@ -132,7 +143,7 @@ def index_folder(
             if progress:
                 progress(report.indexed + len(report.failed), len(todo), report.audio_seconds)
         if done:
-            new_batches.append(_stage(lib, done))
+            new_batches.append(_stage(lib, done, names))
         batches = lib.staged_batches()
         if batches or removed:
             lib.commit(removed, batches)

@@ -33,7 +33,7 @@ CATALOG_SCHEMA = {
     "track_id": pl.String, "path": pl.String, "rel_path": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64,
     "content_hash": pl.String, "duration": pl.Float64, "sample_rate": pl.Int64, "channels": pl.Int64,
     "title": pl.String, "artist": pl.String, "album": pl.String, "genre": pl.String, "date": pl.String,
-    "file_tags": pl.String, "status": pl.String, "error": pl.String, "indexed_at": pl.Float64,
+    "file_tags": pl.String, "tags": pl.String, "status": pl.String, "error": pl.String, "indexed_at": pl.Float64,
     "vec_row": pl.Int64, "window_offset": pl.Int64, "window_count": pl.Int64,
 }
 WINDOW_SCHEMA = {"track_id": pl.String, "window": pl.Int64, "start_s": pl.Float64, "end_s": pl.Float64}

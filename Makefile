@@ -1,0 +1,34 @@
+# tunelens: `make test` and `make demo` build .venv from nothing (Python 3.11, pip, no GPU, no model hub).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := demo
+
+.PHONY: install test test-fast demo clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0          # the CPU wheel on this machine's disk; installed first so nothing pulls another build
+	$(BIN)/pip install -q -e '.[demo,test]'
+	$(BIN)/pip install -q --no-deps tinysoundfont  # its PyAudio dependency is only for live playback
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+test-fast: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" tests
+
+$(DEMO)/music/ground_truth.parquet: | install
+	$(BIN)/python scripts/make_demo_corpus.py $(DEMO)/music
+
+demo: install $(DEMO)/music/ground_truth.parquet
+	HF_HUB_OFFLINE=1 $(BIN)/tunelens index $(DEMO)/music --library $(DEMO)/library
+	@for q in "solo piano" "choir singing" "fast drums and percussion" "harpsichord" "flute melody"; do \
+		HF_HUB_OFFLINE=1 $(BIN)/tunelens search "$$q" --library $(DEMO)/library -k 5; done
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache

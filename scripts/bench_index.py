@@ -1,0 +1,77 @@
+"""Indexing throughput and search latency.
+
+    python scripts/bench_index.py DEMO_DIR [--models musicnn,tiny-clap,default-clap] [--max-files N]
+
+For each model: files/s and x-realtime for indexing DEMO_DIR into a fresh library (decoding included),
+then p50/p99 latency of 1,000 text queries (text encoder + FAISS search + best window).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+WORDS = "slow fast piano guitar choir organ strings drums calm bright dark solo flute brass harpsichord warm".split()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from embed import EncoderOptions, load_encoder
+    from embed.random_checkpoints import make_random_clap
+    from index import Library
+    from index.indexer import IndexConfig, index_folder
+    from index.search import search_text
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("music", type=Path)
+    ap.add_argument("--models", default="musicnn,tiny-clap,default-clap")
+    ap.add_argument("--max-files", type=int, default=0, help="index only the first N files (for slow models)")
+    ap.add_argument("--workers", default="2", help="decoding threads, comma-separated to compare")
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="tunelens-bench-"))
+    music = args.music
+    if args.max_files:
+        music = tmp / "music"
+        files = sorted(p for p in args.music.rglob("*") if p.suffix in {".flac", ".ogg", ".mp3", ".wav"})[: args.max_files]
+        for f in files:
+            (music / f.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, music / f.parent.name / f.name)
+    rng = np.random.default_rng(0)
+    queries = [" ".join(rng.choice(WORDS, size=rng.integers(1, 4))) for _ in range(args.queries)]
+    print(f"{'model':<16}{'workers':>8}{'files':>7}{'audio h':>9}{'files/s':>9}{'x realtime':>12}{'p50 ms':>9}{'p99 ms':>9}")
+    for name in args.models.split(","):
+        if name == "tiny-clap":
+            spec = f"clap:{make_random_clap(tmp / 'tiny')}"
+        elif name == "default-clap":
+            spec = f"clap:{make_random_clap(tmp / 'default', size='default')}"
+        else:
+            spec = name
+        encoder = load_encoder(spec, EncoderOptions(device=args.device))
+        for workers in (int(w) for w in args.workers.split(",")):
+            lib_dir = tmp / f"lib-{name}-{workers}"
+            t = time.perf_counter()
+            report = index_folder(lib_dir, music, encoder, IndexConfig(workers=workers))
+            dt = time.perf_counter() - t
+            lib = Library.open(lib_dir)
+            search_text(lib, encoder, "warm up", k=10)
+            lat = []
+            for q in queries:
+                t = time.perf_counter()
+                search_text(lib, encoder, q, k=10)
+                lat.append((time.perf_counter() - t) * 1000)
+            print(f"{name:<16}{workers:>8}{report.indexed:>7}{report.audio_seconds / 3600:>9.2f}{report.indexed / dt:>9.2f}"
+                  f"{report.audio_seconds / dt:>12.1f}{np.percentile(lat, 50):>9.2f}{np.percentile(lat, 99):>9.2f}", flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from conftest import ROOT, SHARED
+
+GOLDEN = SHARED / "musicnn"
+NAMES = ["piano_chord", "white_noise", "drums_120bpm"]
+
+
+@pytest.fixture(scope="module")
+def musicnn():
+    from embed import EncoderOptions, load_encoder
+
+    return load_encoder("musicnn", EncoderOptions(device="cpu"))
+
+
+def _golden(name: str):
+    path = GOLDEN / name
+    if not path.exists():
+        pytest.skip(f"golden musicnn output {path} is missing (see ../shared/README.md)")
+    return np.load(path)
+
+
+@pytest.mark.parametrize("model_i,model", [(0, "MTT"), (1, "MSD")])
+@pytest.mark.parametrize("name", NAMES)
+def test_port_matches_the_original_tf_graph(musicnn, model_i, model, name):
+    mel = _golden(f"{name}.mel.npy")
+    with torch.no_grad():
+        logits, pen = musicnn.nets[model_i](torch.from_numpy(mel))
+    taggram = torch.sigmoid(logits).numpy()
+    assert np.abs(taggram - _golden(f"{name}.{model}_musicnn.taggram.npy")).max() <= 1e-4
+    assert np.abs(pen.numpy() - _golden(f"{name}.{model}_musicnn.penultimate.npy")).max() <= 1e-3
+    assert np.abs(logits.numpy() - _golden(f"{name}.{model}_musicnn.logits.npy")).max() <= 1e-3
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_front_end_matches_librosa_mel(musicnn, name):
+    audio = _golden(f"{name}.audio16k.npy")
+    with torch.no_grad():
+        mel = musicnn.frontend(torch.from_numpy(audio)[None])[0].numpy()
+    golden = _golden(f"{name}.mel.npy")
+    ours = np.stack([mel[s:s + 187] for s in range(0, mel.shape[0] - 187 + 1, 187)])
+    assert ours.shape == golden.shape
+    assert np.abs(ours - golden).max() <= 1e-4
+
+
+def test_tags_of_the_golden_inputs_are_sensible(musicnn):
+    names = musicnn.tag_names
+    drums = _golden("drums_120bpm.audio16k.npy")
+    _, probs = musicnn.embed_audio_with_tags(drums[None, :48000])
+    top = {names[i] for i in np.argsort(-probs[0])[:8]}
+    assert top & {"beat", "techno", "electronic", "drums", "beats", "dance"}
+
+
+def test_text_side_lands_on_the_right_tags(musicnn):
+    names = musicnn.tag_names
+    w = musicnn.text_tag_weights(["mellow acoustic guitar", "a choir singing"])
+    top0 = {names[i] for i in np.argsort(-w[0])[:6]}
+    top1 = {names[i] for i in np.argsort(-w[1])[:4]}
+    assert "guitar" in top0 and top0 & {"acoustic", "Mellow", "soft"}
+    assert top1 & {"choir", "choral"}
+    v = musicnn.embed_text(["slow piano"])
+    assert v.shape == (1, 100) and np.isclose(np.linalg.norm(v), 1.0)
+
+
+def test_random_control_differs_and_is_deterministic():
+    from embed import load_encoder
+
+    a, b = load_encoder("musicnn:random"), load_encoder("musicnn:random")
+    x = (0.1 * np.random.default_rng(0).standard_normal((2, 48000))).astype(np.float32)
+    assert np.array_equal(a.embed_audio(x), b.embed_audio(x))
+    assert a.version != load_encoder("musicnn").version
+
+
+@pytest.mark.slow
+def test_default_model_indexes_and_finds_the_demo_instruments(tmp_path):
+    demo = tmp_path / "demo"
+    subprocess.run([sys.executable, "scripts/make_demo_corpus.py", str(demo), "--limit", "12", "--max-seconds", "25"],
+                   cwd=ROOT, check=True, capture_output=True, timeout=600)
+    lib = tmp_path / "lib"
+    out = subprocess.run([sys.executable, "-m", "app.cli", "index", str(demo), "--library", str(lib)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    from index import Library
+
+    cat = Library.open(lib).catalog
+    assert Library.open(lib).manifest.pipeline.model == "musicnn"
+    assert cat["tags"].null_count() == 0 and all(json.loads(t) for t in cat["tags"])
+    gt = pl.read_parquet(demo / "ground_truth.parquet")
+    instruments = dict(zip(gt["file"], gt["instrument"]))
+    for query, inst in [("choir singing", "choir"), ("drums and percussion beat", "drums"), ("solo piano", "piano")]:
+        if inst not in instruments.values():
+            continue
+        res = subprocess.run([sys.executable, "-m", "app.cli", "search", query, "--library", str(lib), "-k", "3", "--json"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+        hits = json.loads(res.stdout)
+        assert instruments[hits[0]["rel_path"]] == inst, (query, hits[0]["rel_path"])
+    tags = subprocess.run([sys.executable, "-m", "app.cli", "tags", str(next(demo.rglob("*.flac"))), "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert tags.returncode == 0 and len(json.loads(tags.stdout)) == 10
