@@ -7,7 +7,6 @@ The processor (feature extractor + tokenizer) is kept apart from the model. Non-
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Sequence
