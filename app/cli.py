@@ -216,7 +216,9 @@ def tags(
         (_, emb, _, reason), = list(embed_stream([file], encoder, workers=1))
         if emb is None:
             raise ValueError(f"cannot read {file}: {reason}")
-    names, sources = encoder.tag_names, ["MagnaTagATune"] * 50 + ["Million Song Dataset"] * 50
+    from embed.musicnn_encoder import tag_sources
+
+    names, sources = encoder.tag_names, tag_sources()
     order = [int(i) for i in emb.tag_probs.argsort()[::-1][:top]]
     if as_json:
         print(json.dumps([{"tag": names[i], "probability": round(float(emb.tag_probs[i]), 4), "source": sources[i]}

@@ -64,11 +64,12 @@ def tag_metadata() -> dict:
 def tag_names() -> list[str]:
     """The 100 tags in vector order: MagnaTagATune's 50, then the Million Song Dataset's 50."""
     meta = tag_metadata()["models"]
-    return [f"{t}" for t in meta["MTT"]["labels"]] + [f"{t}" for t in meta["MSD"]["labels"]]
+    return list(meta["MTT"]["labels"]) + list(meta["MSD"]["labels"])
 
 
 def tag_sources() -> list[str]:
-    return ["MTT"] * 50 + ["MSD"] * 50
+    """The dataset each of the 100 tags comes from, in vector order."""
+    return ["MagnaTagATune"] * 50 + ["Million Song Dataset"] * 50
 
 
 @lru_cache(maxsize=2)
@@ -112,12 +113,12 @@ class MusicnnEncoder:
                 raise ModelUnavailableError(f"the musicnn weights {path} are missing; reinstall tunelens")
             state = load_file(str(path))
             self.frontend.mel_basis.copy_(state["frontend.mel_basis"])
-            net = Musicnn()
             if arg == "random":
                 torch.manual_seed(i)
                 net = Musicnn()
                 net.bn_dense.running_var.fill_(1.0)
             else:
+                net = Musicnn()
                 net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")}, strict=False)
                 fingerprint.update(path.read_bytes())
             self.nets.append(net.eval().to(self.device))
