@@ -233,6 +233,61 @@ def tags(
     console.print(table)
 
 
+@app.command()
+def caption(
+    library: Path = LibraryOpt,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Captioner: describe (the default, offline)."),
+    workers: int = typer.Option(2, "--workers", help="Analysis processes."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo every caption of this captioner."),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="Try tracks that failed before again."),
+    batch_tracks: int = typer.Option(16, "--batch-tracks", help="Tracks per saved batch: at most this much work is lost if killed."),
+) -> None:
+    """Caption every track of LIBRARY: measured tempo, key, loudness, energy and predicted tags, in words.
+
+    Resumable: a killed run keeps every finished batch; re-running captions only what is missing or changed."""
+    from caption.batch import CaptionConfig, caption_library, load_captioner
+    from index import Library
+    from index.captions import CaptionStore
+
+    with _friendly_errors():
+        lib = Library.open(library)
+        captioner = load_captioner(model)
+        with Progress(TextColumn("captioning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TimeRemainingColumn(), console=console) as bar:
+            task = bar.add_task("caption", total=None)
+            report = caption_library(lib, captioner, CaptionConfig(workers=workers, overwrite=overwrite, retry_errors=retry_errors, batch_tracks=batch_tracks),
+                                     progress=lambda done, total, _s: bar.update(task, completed=done, total=total))
+        caps = CaptionStore(lib.root).read(captioner.name)
+        failed = caps.filter(caps["status"] == "error")
+    console.print(f"{report.tracks} tracks: {report.captioned} captioned now, {report.done_before} done before, "
+                  f"{report.failed} failed.", soft_wrap=True)
+    for row in failed.head(20).iter_rows(named=True):
+        console.print(f"  failed: {row['error']}", soft_wrap=True, markup=False)
+
+
+@app.command()
+def ask(
+    track: str = typer.Argument(..., help="A track id, a path in the library, or any audio file."),
+    question: str = typer.Argument(..., help='e.g. "what key is it in?" or "is there singing?"'),
+    library: Optional[Path] = typer.Option(None, "--library", "-l", help="Library holding the track."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Answer a question about TRACK from its audio, with the evidence used and a confidence."""
+    from caption.qa import answer, evidence_for
+    from index import Library
+
+    with _friendly_errors():
+        lib = Library.open(library) if library else None
+        a = answer(question, evidence_for(track, lib))
+    if as_json:
+        print(json.dumps({"answer": a.text, "kind": a.kind, "value": a.value, "confidence": a.confidence,
+                          "evidence": a.evidence}, indent=1, default=str))
+        return
+    console.print(a.text, soft_wrap=True, markup=False)
+    if a.evidence:
+        console.print(f"[dim]evidence: {'; '.join(a.evidence)} · confidence {a.confidence:.1f}[/dim]", soft_wrap=True)
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()

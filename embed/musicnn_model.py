@@ -30,6 +30,29 @@ class MelFrontEnd(nn.Module):
         return torch.log10(10000.0 * mel + 1.0).transpose(1, 2)
 
 
+def _max_over_frequency(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, timbral: bool) -> torch.Tensor:
+    """max over frequency of bn(relu(conv(x))), from one max over the raw convolution output.
+
+    Bias, ReLU and inference batch norm are monotone per channel, decreasing where the BN scale is
+    negative; flipping the sign of those channels' filters turns their min into a max. So the four
+    passes over the large [B, C, T, F] activation become one.
+    """
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    sign = torch.where(scale < 0, -1.0, 1.0)
+    weight = conv.weight * sign[:, None, None, None]
+    if timbral:
+        # A one-channel 2-D convolution runs poorly on oneDNN; unfolding the k frequency bins a timbral
+        # filter spans into channels gives a channels-last convolution doing the same arithmetic faster.
+        kf = conv.kernel_size[1]
+        x = x[:, 0].unfold(2, kf, 1).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        weight = weight[:, 0].permute(0, 2, 1)[..., None].contiguous(memory_format=torch.channels_last)
+        z = F.conv2d(x, weight).permute(0, 2, 3, 1).amax(dim=2).transpose(1, 2)  # reduce in [B, T, F, C] order
+    else:
+        z = F.conv2d(x, weight).amax(dim=3)
+    h = F.relu(z * sign[None, :, None] + conv.bias[None, :, None])
+    return (h - bn.running_mean[None, :, None]) * scale[None, :, None] + bn.bias[None, :, None]
+
+
 def _bn(n: int) -> nn.BatchNorm1d:
     return nn.BatchNorm1d(n, eps=BN_EPS)
 
@@ -53,14 +76,10 @@ class Musicnn(nn.Module):
     def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, 187, 96] mel patches → (logits [B, 50], penultimate [B, 200])."""
         x = self.bn_input(patches[:, None])
-        feats = []
-        for conv, bn in zip(self.timbral, self.bn_front[:2]):
-            h = bn(F.relu(conv(F.pad(x, (0, 0, 3, 3)))))
-            feats.append(h.amax(dim=3))
+        feats = [_max_over_frequency(conv, bn, F.pad(x, (0, 0, 3, 3)), True) for conv, bn in zip(self.timbral, self.bn_front[:2])]
         for conv, bn in zip(self.temporal, self.bn_front[2:]):
             k = conv.kernel_size[0]
-            h = bn(F.relu(conv(F.pad(x, (0, 0, (k - 1) // 2, k // 2)))))  # TF "same" padding
-            feats.append(h.amax(dim=3))
+            feats.append(_max_over_frequency(conv, bn, F.pad(x, (0, 0, (k - 1) // 2, k // 2)), False))  # TF "same" padding
         front = torch.cat(feats, dim=1)  # [B, 561, T]
         m1 = self.bn_mid[0](F.relu(self.mid[0](F.pad(front, (3, 3)))))
         m2 = self.bn_mid[1](F.relu(self.mid[1](F.pad(m1, (3, 3))))) + m1

@@ -17,6 +17,8 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+SOLO_PLAYER = {"piano", "harpsichord", "organ", "guitar", "drums"}
+
 QUERIES = {
     "instrument": [
         ("solo piano", lambda r: r["instrument"] == "piano"),
@@ -34,9 +36,13 @@ QUERIES = {
         ("slow music", lambda r: r["tempo_class"] == "slow"),
         ("fast, up-tempo music", lambda r: r["tempo_class"] == "fast"),
     ],
+    # Ensemble size = how many musicians play: keyboards, guitar and drum kit have one player, as does an
+    # unaccompanied woodwind melody; strings, choir, brass and woodwind consorts have several.
     "ensemble": [
-        ("a single melody played solo", lambda r: r["melody_only"] or (r["parts"] == 1 and r["instrument"] != "drums")),
-        ("a full ensemble, several voices together", lambda r: r["parts"] >= 3 and not r["melody_only"]),
+        ("a solo performer playing alone", lambda r: r["instrument"] in SOLO_PLAYER or r["melody_only"]),
+        ("a large ensemble of many musicians playing together",
+         lambda r: r["instrument"] not in SOLO_PLAYER and not r["melody_only"]),
+        ("an unaccompanied melody, one single line", lambda r: r["melody_only"]),
     ],
 }
 
@@ -46,13 +52,13 @@ def average_precision(relevant: np.ndarray) -> float:
     return float((hits / np.arange(1, len(relevant) + 1))[relevant].mean()) if relevant.any() else 0.0
 
 
-def evaluate(library: Path, ground_truth: Path, model: str | None = None) -> pl.DataFrame:
+def evaluate(library: Path, ground_truth: Path, model: str | None = None, encoder=None) -> pl.DataFrame:
     from embed import load_encoder
     from index import Library
     from index.search import search_text
 
     lib = Library.open(library)
-    encoder = load_encoder(model or lib.manifest.pipeline.model)
+    encoder = encoder or load_encoder(model or lib.manifest.pipeline.model)
     gt = pl.read_parquet(ground_truth)
     cat = lib.ok_tracks().select("rel_path")
     rows_by_file = {r["file"]: r for r in gt.iter_rows(named=True)}
@@ -77,18 +83,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--library", required=True, type=Path)
     ap.add_argument("--ground-truth", required=True, type=Path)
     ap.add_argument("--per-query", action="store_true", help="also print every query's figures")
+    ap.add_argument("--sweep-temperature", metavar="T1,T2,...",
+                    help="re-run the queries at each text temperature of the default encoder (audio vectors unchanged)")
     args = ap.parse_args(argv)
-    res = evaluate(args.library, args.ground_truth)
     pl.Config.set_tbl_rows(100)
     pl.Config.set_tbl_width_chars(140)
+    print(f"library: {args.library}")
+    if args.sweep_temperature:
+        from embed import load_encoder
+        from index import Library
+
+        encoder = load_encoder(Library.open(args.library).manifest.pipeline.model)
+        if not hasattr(encoder, "text_temperature"):
+            ap.error(f"{encoder.name} has no text temperature to sweep")
+        rows = []
+        for t in (float(x) for x in args.sweep_temperature.split(",")):
+            encoder.text_temperature = t
+            s = summarise(evaluate(args.library, args.ground_truth, encoder=encoder))
+            rows.append({"T": t, **{f"{f} {m}": v for f, *vals in s.iter_rows() for m, v in zip(("R@1", "R@10", "mAP"), vals[1:])},
+                         "mean mAP": s["mAP"].mean()})
+        print(pl.DataFrame(rows))
+        return 0
+    res = evaluate(args.library, args.ground_truth)
     if args.per_query:
         print(res)
-    summary = res.group_by("family", maintain_order=True).agg(
+    print(summarise(res))
+    return 0
+
+
+def summarise(res: pl.DataFrame) -> pl.DataFrame:
+    return res.group_by("family", maintain_order=True).agg(
         pl.len().alias("queries"), pl.col("R@1").mean(), pl.col("R@10").mean(), pl.col("AP").mean().alias("mAP"),
     )
-    print(f"library: {args.library}")
-    print(summary)
-    return 0
 
 
 if __name__ == "__main__":

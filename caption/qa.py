@@ -1,0 +1,227 @@
+"""Music QA: answer a question about one track from its measured descriptors and predicted tags.
+
+`answer(question, evidence)` recognises what is asked (tempo, key, mode, loudness, duration, an
+instrument, vocals, genre, mood, energy, danceability, how it starts or ends) and answers from the
+judgements of `caption.evidence`, with the evidence used and a confidence. Anything else, or a question
+the evidence cannot settle, gets "I can't tell that from the audio" rather than a guess.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from caption import evidence as E
+from caption.evidence import INSTRUMENT_TAGS, Evidence, Thresholds
+
+CANT_TELL = "I can't tell that from the audio."
+MAX_QUESTION_CHARS = 1000
+# Instruments a listener may ask about that the taggers have no tag for: asked about, they can't be confirmed.
+UNKNOWN_INSTRUMENTS = ("organ", "trumpet", "brass", "trombone", "horn", "clarinet", "saxophone", "sax", "oboe",
+                       "bassoon", "bass guitar", "accordion", "banjo", "ukulele", "mandolin", "tuba", "xylophone",
+                       "marimba", "bagpipe", "harmonica")
+SYNONYMS = {"violins": "violin", "strings": "strings", "string": "strings", "drum": "drums", "percussion": "drums",
+            "synthesizer": "synthesizer", "synth": "synthesizer", "keyboard": "piano", "choir": "choir", "chorus": "choir",
+            "guitars": "guitar", "flutes": "flute", "cellos": "cello"}
+
+
+@dataclass
+class Answer:
+    text: str
+    kind: str  # tempo | key | mode | loudness | duration | instrument | instruments | vocals | genre | mood |
+    #            energy | danceability | start | end | unknown
+    value: object = None  # machine-readable answer (BPM, "G major", True/False, [instruments], seconds)
+    confidence: float = 0.0
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def known(self) -> bool:
+        return self.kind != "unknown" and self.value is not None
+
+
+_PATTERNS = [
+    ("lyrics", r"\b(lyric|lyrics|words|what (is|are) (she|he|they) (singing|saying))\b"),
+    ("outside", r"\b(who|composer|composed|wrote|written|artist|band|year|when was|released|label|title|name of|country of)\b"),
+    ("danceability", r"\b(danc\w*|groove|groovy)\b"),
+    ("start", r"\b(start|starts|begin|begins|beginning|intro|opening|open)\b"),
+    ("end", r"\b(end|ends|ending|outro|finish|finishes|close|closes)\b"),
+    ("mode", r"\b(major|minor)\b"),
+    ("key", r"\b(key|tonality|tonic|tonal centre|tonal center)\b"),
+    ("tempo", r"\b(tempo|bpm|beats per minute|how fast|how slow|speed|pace|fast|slow|quick|up-?tempo)\b"),
+    ("duration", r"\b(how long|length|duration|minutes|seconds|runtime|run time)\b"),
+    ("loudness", r"\b(loud|loudness|quiet|volume|lufs|dynamic range|loudness range)\b"),
+    ("vocals", r"\b(sing|sings|singing|singer|vocal|vocals|voice|voices|sung|instrumental|rap|rapping)\b"),
+    ("instrument", r"\b(instrument|instruments|played on|playing|plays|what.*play)\b"),
+    ("genre", r"\b(genre|style|kind of music|type of music|what kind|what type|classical|jazz|rock|pop|electronic)\b"),
+    ("mood", r"\b(mood|feel|feeling|emotion|emotional|happy|sad|calm|relaxing|mellow|melancholic|cheerful)\b"),
+    ("energy", r"\b(energy|energetic|intense|intensity|calm|powerful|build|builds)\b"),
+]
+
+
+def classify(question: str) -> tuple[str, str | None]:
+    """(kind, instrument named in the question, if any)."""
+    q = question.lower()
+    named = None
+    for word in sorted(list(INSTRUMENT_TAGS.values()) + list(SYNONYMS) + list(UNKNOWN_INSTRUMENTS), key=len, reverse=True):
+        if re.search(rf"\b{re.escape(word)}\b", q):
+            named = SYNONYMS.get(word, word)
+            break
+    for kind, pattern in _PATTERNS:
+        if re.search(pattern, q):
+            if kind in ("vocals", "genre") and named and named != "choir":
+                return "instrument", named
+            return kind, named
+    if named:
+        return "instrument", named
+    return "unknown", None
+
+
+def _conf(strength: str) -> float:
+    return 0.9 if strength == "clear" else 0.6
+
+
+def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -> Answer:
+    th = thresholds
+    question = (question or "").strip()
+    if not question:
+        raise ValueError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ValueError(f"the question is {len(question)} characters long; at most {MAX_QUESTION_CHARS} are allowed")
+    kind, named = classify(question)
+    d = ev.descriptors
+    no_tags = "this library has no predicted tags for the track (its model is not a tagger)"
+
+    if kind == "tempo":
+        j = E.tempo(ev, th)
+        if j is None:
+            return Answer(CANT_TELL + " The pulse is too weak to measure a tempo.", kind, evidence=[f"pulse clarity {d.tempo_confidence:.2f}"])
+        cls = E.tempo_class(j.value, th)
+        hedge = "" if j.strength == "clear" else "probably "
+        return Answer(f"It is {hedge}about {j.value:.0f} BPM, a {cls} tempo.", kind, j.value, _conf(j.strength), [j.evidence])
+    if kind in ("key", "mode"):
+        j = E.key(ev, th)
+        if j is None:
+            return Answer(CANT_TELL + " No key stands out clearly.", kind, evidence=[f"key margin {d.key_confidence:.3f}"])
+        mode = j.value.split()[1]
+        hedge = "" if j.strength == "clear" else "probably "
+        if kind == "mode":
+            asked = "minor" if re.search(r"\bminor\b", question.lower()) and not re.search(r"\bmajor\b", question.lower()) else \
+                "major" if re.search(r"\bmajor\b", question.lower()) and not re.search(r"\bminor\b", question.lower()) else None
+            if asked:
+                yes = asked == mode
+                return Answer(f"{'Yes' if yes else 'No'}, it is {hedge}in {j.value}.", kind, mode, _conf(j.strength), [j.evidence])
+            return Answer(f"It is {hedge}in a {mode} key ({j.value}).", kind, mode, _conf(j.strength), [j.evidence])
+        return Answer(f"It is {hedge}in {j.value}.", kind, j.value, _conf(j.strength), [j.evidence])
+    if kind == "duration":
+        m, s = divmod(int(round(d.duration)), 60)
+        return Answer(f"It lasts {m}:{s:02d} ({d.duration:.1f} s).", kind, d.duration, 1.0, ["decoded length"])
+    if kind == "loudness":
+        word = E.loudness_word(ev)
+        if word is None:
+            return Answer(CANT_TELL, kind)
+        lra = f" with a loudness range of {d.loudness_range_lu:.1f} LU" if d.loudness_range_lu is not None else ""
+        return Answer(f"It is {word}: {d.loudness_lufs:.1f} LUFS integrated loudness{lra}.", kind, d.loudness_lufs, 0.9,
+                      ["ITU-R BS.1770 integrated loudness", "EBU 3342 loudness range"])
+    if kind in ("start", "end"):
+        shape = E.energy_shape(ev)
+        if not shape:
+            return Answer(CANT_TELL + " The track is too short to follow its shape.", kind)
+        text = shape[kind]
+        return Answer(f"It {text}" + (f", and {shape['shape']} overall." if kind == "start" else "."), kind, text, 0.7,
+                      ["RMS energy by tenths (dB): " + " ".join(f"{x:.0f}" for x in d.energy_db)])
+    if kind == "danceability":
+        j = E.danceability(ev, th)
+        if j is None:
+            return Answer(CANT_TELL, kind)
+        hedge = "" if j.strength == "clear" else "Probably "
+        text = (f"{hedge or ''}{'yes' if j.value else 'no'}" if hedge else ("Yes" if j.value else "No"))
+        reason = "a steady, clear pulse in the dance range" if j.value else "no steady dance pulse"
+        return Answer(f"{text.capitalize()}: {reason}.", kind, j.value, _conf(j.strength), [j.evidence])
+    if kind == "energy":
+        shape = E.energy_shape(ev)
+        word = E.loudness_word(ev) or "unknown loudness"
+        if not shape:
+            return Answer(CANT_TELL, kind)
+        return Answer(f"It is {word}, {shape['shape']}, with {d.onset_rate:.1f} note onsets per second.", kind,
+                      shape["shape"], 0.7, [f"{d.loudness_lufs} LUFS", f"onset rate {d.onset_rate:.2f}/s"])
+    if not ev.tags and kind in ("instrument", "instruments", "vocals", "genre", "mood"):
+        return Answer(CANT_TELL + f" ({no_tags}).", kind)
+    if kind == "instrument" and named:
+        if named in UNKNOWN_INSTRUMENTS:
+            return Answer(f"{CANT_TELL} The taggers were not trained to recognise {named}.", "instrument", None, 0.0,
+                          [f"no tag for {named}"])
+        tag = next(t for t, w in INSTRUMENT_TAGS.items() if w == named)
+        p = float(ev.tags.get(tag, 0.0))
+        present = {j.value: j for j in E.instruments(ev, th)}
+        if named in present:
+            j = present[named]
+            return Answer(f"{'Yes' if j.strength == 'clear' else 'Probably yes'}, there is {named}.", "instrument", True,
+                          _conf(j.strength), [j.evidence])
+        if p < th.instrument_likely / 4:
+            return Answer(f"No, I don't hear {named}.", "instrument", False, 0.7, [f"tag '{tag}' p={p:.2f}"])
+        return Answer(f"Probably not: the evidence for {named} is weak (p={p:.2f}).", "instrument", False, 0.4,
+                      [f"tag '{tag}' p={p:.2f}"])
+    if kind in ("instrument", "instruments"):
+        js = E.instruments(ev, th)
+        if not js:
+            return Answer(CANT_TELL + " No instrument tag is strong enough.", "instruments", evidence=["all instrument tags weak"])
+        parts = [j.value if j.strength == "clear" else f"probably {j.value}" for j in js]
+        return Answer(f"I hear {', '.join(parts)}.", "instruments", [j.value for j in js],
+                      max(_conf(j.strength) for j in js), [j.evidence for j in js])
+    if kind == "vocals":
+        j = E.vocals(ev, th)
+        if j is None:
+            return Answer(CANT_TELL + " The vocal evidence is mixed.", kind)
+        if j.value:
+            return Answer(f"{'Yes' if j.strength == 'clear' else 'Probably'}, there is singing.", kind, True, _conf(j.strength), [j.evidence])
+        return Answer(f"{'No' if j.strength == 'clear' else 'Probably not'}, it sounds instrumental.", kind, False, _conf(j.strength), [j.evidence])
+    if kind == "genre":
+        js = E.genres(ev, th)
+        if not js:
+            return Answer(CANT_TELL + " No style tag is strong enough.", kind)
+        parts = [j.value if j.strength == "clear" else f"probably {j.value}" for j in js[:2]]
+        return Answer(f"It sounds like {' or '.join(parts)} music.", kind, [j.value for j in js[:2]],
+                      max(_conf(j.strength) for j in js[:2]), [j.evidence for j in js[:2]])
+    if kind == "mood":
+        js = E.moods(ev, th)
+        if not js:
+            return Answer(CANT_TELL + " No mood tag is strong enough.", kind)
+        return Answer(f"It feels {', '.join(j.value for j in js[:2])} (likely).", kind, [j.value for j in js[:2]], 0.6,
+                      [j.evidence for j in js[:2]])
+    if kind == "lyrics":
+        return Answer(CANT_TELL + " Words and lyrics are outside what the taggers hear.", "unknown")
+    return Answer(CANT_TELL, "unknown")
+
+
+def evidence_for(ref: str, library=None) -> "Evidence":
+    """Evidence for a track id or path: stored descriptors and tags when the library has them, else measured now
+    (with tags from the default musicnn tagger)."""
+    import json
+    from pathlib import Path
+
+    from caption.descriptors import analyse
+
+    row = None
+    if library is not None:
+        from index.captions import CaptionStore
+        from index.search import find_track
+
+        row = find_track(library, ref)
+        if row is not None:
+            caps = CaptionStore(library.root).read("describe")
+            stored = caps.filter(caps["track_id"] == row["track_id"])
+            if len(stored) and stored["status"][0] == "ok" and stored["content_hash"][0] == row["content_hash"]:
+                return Evidence.from_row({**stored.row(0, named=True), "tags": row.get("tags")})
+            ref = row["path"]
+    path = Path(ref)
+    if not path.exists():
+        raise ValueError(f"{ref} is neither a track of the library nor an audio file")
+    d = analyse(path)
+    if row is not None and row.get("tags"):
+        return Evidence(d, json.loads(row["tags"]))
+    from embed import load_encoder
+    from embed.pipeline import embed_stream
+
+    encoder = load_encoder("musicnn")
+    (_, emb, _, reason), = list(embed_stream([path], encoder, workers=1))
+    tags = {} if emb is None else {n: float(p) for n, p in zip(encoder.tag_names, emb.tag_probs)}
+    return Evidence(d, tags)

@@ -1,0 +1,74 @@
+"""Captions and descriptors of a library's tracks, beside the catalog:
+
+    captions.parquet    one row per (track, captioner): caption, description, measured descriptors, error
+    captions/*.parquet  batches written since the last compaction (each written to .tmp, then renamed)
+
+A batch file is complete or absent, so a killed captioning run loses at most the batch in flight; the
+next run reads every batch, skips what is done and compacts them into captions.parquet.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import polars as pl
+
+from index.atomic import atomic_write
+
+CAPTION_SCHEMA = {
+    "track_id": pl.String, "content_hash": pl.String, "captioner": pl.String, "captioner_version": pl.String,
+    "caption": pl.String, "description": pl.String, "status": pl.String, "error": pl.String,
+    "captioned_at": pl.Float64,
+    "duration": pl.Float64, "tempo_bpm": pl.Float64, "tempo_confidence": pl.Float64, "key": pl.String,
+    "key_confidence": pl.Float64, "loudness_lufs": pl.Float64, "loudness_range_lu": pl.Float64,
+    "brightness_hz": pl.Float64, "onset_rate": pl.Float64, "energy_db": pl.List(pl.Float64),
+}
+
+
+class CaptionStore:
+    def __init__(self, library_root: Path):
+        self.root = Path(library_root)
+        self.main = self.root / "captions.parquet"
+        self.batch_dir = self.root / "captions"
+
+    def _frames(self) -> list[pl.DataFrame]:
+        frames = [pl.read_parquet(self.main)] if self.main.exists() else []
+        if self.batch_dir.exists():
+            frames += [pl.read_parquet(p) for p in sorted(self.batch_dir.glob("batch-*.parquet"))]
+        return [f.select(list(CAPTION_SCHEMA)).cast(CAPTION_SCHEMA) for f in frames]
+
+    def read(self, captioner: str | None = None) -> pl.DataFrame:
+        """The newest row per (track, captioner); all captioners unless one is named."""
+        frames = self._frames()
+        if not frames:
+            return pl.DataFrame(schema=CAPTION_SCHEMA)
+        df = pl.concat(frames).sort("captioned_at").unique(["track_id", "captioner"], keep="last", maintain_order=True)
+        return df.filter(pl.col("captioner") == captioner) if captioner else df
+
+    def write_batch(self, rows: list[dict]) -> Path:
+        now = time.time()
+        df = pl.DataFrame([{**{k: None for k in CAPTION_SCHEMA}, "captioned_at": now, **r} for r in rows], schema=CAPTION_SCHEMA)
+        self.batch_dir.mkdir(exist_ok=True)
+        path = self.batch_dir / f"batch-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}.parquet"
+        atomic_write(path, lambda p: df.write_parquet(p))
+        return path
+
+    def compact(self, keep_track_ids: set[str] | None = None) -> None:
+        """Merge batches into captions.parquet (dropping tracks no longer in the catalog), then remove them."""
+        batches = sorted(self.batch_dir.glob("batch-*.parquet")) if self.batch_dir.exists() else []
+        df = self.read()
+        if keep_track_ids is not None:
+            df = df.filter(pl.col("track_id").is_in(list(keep_track_ids)))
+        if not batches and keep_track_ids is None:
+            return
+        atomic_write(self.main, lambda p: df.write_parquet(p))
+        for b in batches:
+            b.unlink(missing_ok=True)
+
+    def drop(self, captioner: str) -> None:
+        """Forget one captioner's rows (for --overwrite)."""
+        df = self.read().filter(pl.col("captioner") != captioner)
+        atomic_write(self.main, lambda p: df.write_parquet(p))
+        for b in sorted(self.batch_dir.glob("batch-*.parquet")) if self.batch_dir.exists() else []:
+            b.unlink(missing_ok=True)
