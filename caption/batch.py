@@ -5,7 +5,6 @@ library's caption store at once, so a killed run loses at most the batches in fl
 """
 from __future__ import annotations
 
-import json
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -14,7 +13,8 @@ import polars as pl
 
 from caption.describe import DescribeCaptioner
 from caption.descriptors import DESCRIPTORS_VERSION, Descriptors, analyse
-from caption.evidence import Evidence
+from caption.evidence import Evidence, parse_tags
+from embed.audio import error_reason
 from index import Library
 from index.captions import CaptionStore
 
@@ -53,7 +53,7 @@ def _analyse_one(path: str) -> tuple[dict | None, str | None]:
     try:
         return analyse(path).as_row(), None
     except Exception as e:  # noqa: BLE001 - any failure is recorded against this file, the batch goes on
-        return None, f"{type(e).__name__}: {e}" if not str(e).startswith(path) else str(e)
+        return None, error_reason(e)
 
 
 def _analyse_batch(paths: list[str]) -> list[tuple[dict | None, str | None]]:
@@ -107,11 +107,9 @@ def _caption_row(captioner, track: dict, desc: dict | None, error: str | None) -
            "captioner_version": full_version(captioner)}
     if error is not None:
         return {**row, "status": "error", "error": f"{track['path']}: {error}"}
-    tags = json.loads(track["tags"]) if track.get("tags") else {}
-    ev = Evidence(Descriptors(**desc), tags)
+    ev = Evidence(Descriptors(**desc), parse_tags(track.get("tags")))
     try:
-        cap = captioner.caption(ev, track["track_id"], audio_path=track["path"]) if getattr(captioner, "needs_audio", False) \
-            else captioner.caption(ev, track["track_id"])
+        cap = captioner.caption(ev, track["track_id"])
     except Exception as e:  # noqa: BLE001
         return {**row, **desc, "status": "error", "error": f"{track['path']}: captioner failed: {e}"}
     return {**row, **desc, "caption": cap.caption, "description": cap.description, "status": "ok"}

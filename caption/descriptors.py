@@ -138,10 +138,7 @@ def analyse_samples(data: np.ndarray, sr: int) -> Descriptors:
 
 def analyse(path: str | Path) -> Descriptors:
     """Descriptors of an audio file; raises `embed.audio.AudioError` naming the reason when it cannot be read."""
-    from embed.audio import MIN_SECONDS, AudioError, check_file, read_audio
+    from embed.audio import read_audio
 
-    check_file(Path(path))
     data, sr = read_audio(path)
-    if data.shape[0] / sr < MIN_SECONDS:
-        raise AudioError(f"too short to describe ({data.shape[0]} samples)")
     return analyse_samples(data.astype(np.float32, copy=False), sr)

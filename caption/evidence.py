@@ -65,6 +65,12 @@ class Judgement:
     value: object
     strength: str  # "clear" | "likely"
     evidence: str
+    score: float = 0.0  # the probability or measure it rests on, for ranking judgements of one kind
+
+
+def parse_tags(tags_json: str | None) -> dict[str, float]:
+    """The catalog's `tags` column (JSON of predicted tag → probability, or null) as a dict."""
+    return json.loads(tags_json) if tags_json else {}
 
 
 @dataclass
@@ -78,8 +84,7 @@ class Evidence:
         d = Descriptors(**{k: row.get(k) for k in Descriptors.__dataclass_fields__})
         if d.energy_db is None:
             d.energy_db = []
-        tags = json.loads(row["tags"]) if row.get("tags") else {}
-        return cls(d, tags)
+        return cls(d, parse_tags(row.get("tags")))
 
 
 def _p(ev: Evidence, tag: str) -> float:
@@ -91,10 +96,10 @@ def instruments(ev: Evidence, th: Thresholds = Thresholds()) -> list[Judgement]:
     for tag, word in INSTRUMENT_TAGS.items():
         p = _p(ev, tag)
         if p >= th.instrument_likely:
-            out.append(Judgement(word, "clear" if p >= th.instrument_clear else "likely", f"tag '{tag}' p={p:.2f}"))
+            out.append(Judgement(word, "clear" if p >= th.instrument_clear else "likely", f"tag '{tag}' p={p:.2f}", p))
     if any(j.value == "violin" for j in out) and any(j.value == "strings" for j in out):
         out = [j for j in out if j.value != "violin"] if _p(ev, "strings") >= _p(ev, "violin") else [j for j in out if j.value != "strings"]
-    return sorted(out, key=lambda j: -_p(ev, next(t for t, w in INSTRUMENT_TAGS.items() if w == j.value)))
+    return sorted(out, key=lambda j: -j.score)
 
 
 def vocals(ev: Evidence, th: Thresholds = Thresholds()) -> Judgement | None:
@@ -113,9 +118,9 @@ def _ranked(ev: Evidence, table: dict[str, str], clear: float, likely: float) ->
     best: dict[str, Judgement] = {}
     for tag, word in table.items():
         p = _p(ev, tag)
-        if p >= likely and (word not in best or p > float(best[word].evidence.split("=")[1])):
-            best[word] = Judgement(word, "clear" if p >= clear else "likely", f"tag '{tag}' p={p:.2f}")
-    return sorted(best.values(), key=lambda j: -float(j.evidence.split("=")[1]))
+        if p >= likely and (word not in best or p > best[word].score):
+            best[word] = Judgement(word, "clear" if p >= clear else "likely", f"tag '{tag}' p={p:.2f}", p)
+    return sorted(best.values(), key=lambda j: -j.score)
 
 
 def genres(ev: Evidence, th: Thresholds = Thresholds()) -> list[Judgement]:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from caption import evidence as E
-from caption.evidence import INSTRUMENT_TAGS, Evidence, Thresholds
+from caption.evidence import INSTRUMENT_TAGS, Evidence, Thresholds, parse_tags
 
 CANT_TELL = "I can't tell that from the audio."
 MAX_QUESTION_CHARS = 1000
@@ -101,7 +101,7 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
         j = E.key(ev, th)
         if j is None:
             return Answer(CANT_TELL + " No key stands out clearly.", kind, evidence=[f"key margin {d.key_confidence:.3f}"])
-        mode = j.value.split()[1]
+        mode = d.mode
         hedge = "" if j.strength == "clear" else "probably "
         if kind == "mode":
             asked = "minor" if re.search(r"\bminor\b", question.lower()) and not re.search(r"\bmajor\b", question.lower()) else \
@@ -132,8 +132,7 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
         j = E.danceability(ev, th)
         if j is None:
             return Answer(CANT_TELL, kind)
-        hedge = "" if j.strength == "clear" else "Probably "
-        text = (f"{hedge or ''}{'yes' if j.value else 'no'}" if hedge else ("Yes" if j.value else "No"))
+        text = f"{'' if j.strength == 'clear' else 'probably '}{'yes' if j.value else 'no'}"
         reason = "a steady, clear pulse in the dance range" if j.value else "no steady dance pulse"
         return Answer(f"{text.capitalize()}: {reason}.", kind, j.value, _conf(j.strength), [j.evidence])
     if kind == "energy":
@@ -195,7 +194,6 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
 def evidence_for(ref: str, library=None) -> "Evidence":
     """Evidence for a track id or path: stored descriptors and tags when the library has them, else measured now
     (with tags from the default musicnn tagger)."""
-    import json
     from pathlib import Path
 
     from caption.descriptors import analyse
@@ -217,7 +215,7 @@ def evidence_for(ref: str, library=None) -> "Evidence":
         raise ValueError(f"{ref} is neither a track of the library nor an audio file")
     d = analyse(path)
     if row is not None and row.get("tags"):
-        return Evidence(d, json.loads(row["tags"]))
+        return Evidence(d, parse_tags(row["tags"]))
     from embed import load_encoder
     from embed.pipeline import embed_stream
 

@@ -94,6 +94,8 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
             raise AudioError(f"not decodable audio ({first}; ffmpeg: {str(av_error).splitlines()[0][:120]})") from None
     if data.size == 0:
         raise AudioError("no audio samples")
+    if data.shape[0] / sr < MIN_SECONDS:
+        raise AudioError(f"too short ({data.shape[0]} samples; at least {MIN_SECONDS} s needed)")
     if not np.all(np.isfinite(data)):
         data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
     return data, sr
@@ -111,9 +113,16 @@ def to_mono_resampled(data: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
 def decode(path: str | Path, target_sr: int) -> DecodedAudio:
     """Decode, mix to mono, resample with soxr. Deterministic: the same file gives the same samples."""
     data, sr = read_audio(path)
-    if data.shape[0] / sr < MIN_SECONDS:
-        raise AudioError(f"too short to embed ({data.shape[0]} samples; at least {MIN_SECONDS} s needed)")
     return DecodedAudio(to_mono_resampled(data, sr, target_sr), target_sr, sr, int(data.shape[1]))
+
+
+def error_reason(e: Exception) -> str:
+    """One line saying why a file failed: AudioError's own reason, or the type and first line of anything else."""
+    if isinstance(e, AudioError):
+        return str(e)
+    if isinstance(e, MemoryError):
+        return "file too large to decode in memory"
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unexpected error'}"
 
 
 def is_audio_path(path: str | Path) -> bool:

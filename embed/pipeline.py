@@ -14,7 +14,7 @@ from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 import numpy as np
 
-from embed.audio import AudioError, DecodedAudio, check_file, decode
+from embed.audio import DecodedAudio, check_file, decode, error_reason
 from embed.base import AudioTextEncoder, l2_normalize
 from embed.windows import make_windows, pool_track
 
@@ -63,12 +63,8 @@ def embed_stream(
                 out.extra = prepare_extra(item)
             out.audio = decode(path_of(item), encoder.sample_rate)
             out.windows, out.starts = make_windows(out.audio.samples, window)
-        except AudioError as e:
-            out.error = str(e)
-        except MemoryError:
-            out.error = "file too large to decode in memory"
-        except Exception as e:  # a decoder bug must not stop the batch
-            out.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unexpected error'}"
+        except Exception as e:  # a broken file, or a decoder bug, must not stop the batch
+            out.error = error_reason(e)
         return out
 
     pending: deque[Prepared[T]] = deque()  # decoded, waiting for (some of) their windows to be embedded

@@ -32,10 +32,11 @@ class CaptionStore:
         self.main = self.root / "captions.parquet"
         self.batch_dir = self.root / "captions"
 
+    def _batches(self) -> list[Path]:
+        return sorted(self.batch_dir.glob("batch-*.parquet")) if self.batch_dir.exists() else []
+
     def _frames(self) -> list[pl.DataFrame]:
-        frames = [pl.read_parquet(self.main)] if self.main.exists() else []
-        if self.batch_dir.exists():
-            frames += [pl.read_parquet(p) for p in sorted(self.batch_dir.glob("batch-*.parquet"))]
+        frames = [pl.read_parquet(p) for p in ([self.main] if self.main.exists() else []) + self._batches()]
         return [f.select(list(CAPTION_SCHEMA)).cast(CAPTION_SCHEMA) for f in frames]
 
     def read(self, captioner: str | None = None) -> pl.DataFrame:
@@ -56,19 +57,18 @@ class CaptionStore:
 
     def compact(self, keep_track_ids: set[str] | None = None) -> None:
         """Merge batches into captions.parquet (dropping tracks no longer in the catalog), then remove them."""
-        batches = sorted(self.batch_dir.glob("batch-*.parquet")) if self.batch_dir.exists() else []
+        batches = self._batches()
         df = self.read()
-        if keep_track_ids is not None:
-            df = df.filter(pl.col("track_id").is_in(list(keep_track_ids)))
-        if not batches and keep_track_ids is None:
-            return
-        atomic_write(self.main, lambda p: df.write_parquet(p))
-        for b in batches:
-            b.unlink(missing_ok=True)
+        kept = df if keep_track_ids is None else df.filter(pl.col("track_id").is_in(list(keep_track_ids)))
+        if batches or len(kept) < len(df):
+            self._replace(kept, batches)
 
     def drop(self, captioner: str) -> None:
         """Forget one captioner's rows (for --overwrite)."""
-        df = self.read().filter(pl.col("captioner") != captioner)
+        self._replace(self.read().filter(pl.col("captioner") != captioner), self._batches())
+
+    def _replace(self, df: pl.DataFrame, batches: list[Path]) -> None:
+        """Write `df` as captions.parquet, then remove the batches it already holds."""
         atomic_write(self.main, lambda p: df.write_parquet(p))
-        for b in sorted(self.batch_dir.glob("batch-*.parquet")) if self.batch_dir.exists() else []:
+        for b in batches:
             b.unlink(missing_ok=True)
