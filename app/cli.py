@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(
     help="tunelens: text-to-music search over your own music folders, fully offline.",
@@ -233,10 +234,21 @@ def tags(
     console.print(table)
 
 
+CAPTIONER_HELP = ("Captioner: describe (the default, offline, from measurements and tags) or qwen2-audio:FOLDER|HUB_ID "
+                  "(an audio language model; a GPU is advised).")
+
+
+def _audio_lm_options(device: str):
+    from caption.audio_lm import AudioLMOptions
+
+    return AudioLMOptions(device=device)
+
+
 @app.command()
 def caption(
     library: Path = LibraryOpt,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Captioner: describe (the default, offline)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=CAPTIONER_HELP),
+    device: str = typer.Option("auto", "--device", help="For an audio LM: auto, cpu, cuda or cuda:N."),
     workers: int = typer.Option(2, "--workers", help="Analysis processes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo every caption of this captioner."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Try tracks that failed before again."),
@@ -251,7 +263,7 @@ def caption(
 
     with _friendly_errors():
         lib = Library.open(library)
-        captioner = load_captioner(model)
+        captioner = load_captioner(model, _audio_lm_options(device))
         with Progress(TextColumn("captioning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TimeRemainingColumn(), console=console) as bar:
             task = bar.add_task("caption", total=None)
@@ -270,22 +282,32 @@ def ask(
     track: str = typer.Argument(..., help="A track id, a path in the library, or any audio file."),
     question: str = typer.Argument(..., help='e.g. "what key is it in?" or "is there singing?"'),
     library: Optional[Path] = typer.Option(None, "--library", "-l", help="Library holding the track."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Answer with an audio LM (qwen2-audio:FOLDER|HUB_ID) "
+                                        "given the audio and the measurements; default: the offline rules."),
+    device: str = typer.Option("auto", "--device", help="For an audio LM: auto, cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Answer a question about TRACK from its audio, with the evidence used and a confidence."""
-    from caption.qa import answer, evidence_for
+    from caption.qa import answer, evidence_for, locate
     from index import Library
 
     with _friendly_errors():
         lib = Library.open(library) if library else None
-        a = answer(question, evidence_for(track, lib))
+        ev = evidence_for(track, lib)
+        if model and model != "describe":
+            from caption.batch import load_captioner
+
+            a = load_captioner(model, _audio_lm_options(device)).answer(question, ev, locate(track, lib)[0])
+        else:
+            a = answer(question, ev)
     if as_json:
         print(json.dumps({"answer": a.text, "kind": a.kind, "value": a.value, "confidence": a.confidence,
                           "evidence": a.evidence}, indent=1, default=str))
         return
     console.print(a.text, soft_wrap=True, markup=False)
     if a.evidence:
-        console.print(f"[dim]evidence: {'; '.join(a.evidence)} · confidence {a.confidence:.1f}[/dim]", soft_wrap=True)
+        conf = f" · confidence {a.confidence:.1f}" if a.confidence is not None else ""
+        console.print(Text(f"evidence: {'; '.join(a.evidence)}{conf}", style="dim"), soft_wrap=True)
 
 
 def main() -> None:

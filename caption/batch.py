@@ -36,12 +36,22 @@ class CaptionReport:
     seconds_of_audio: float = 0.0
 
 
-def load_captioner(spec: str | None = None):
-    """`describe`, the offline default (audio language model backends are not built yet)."""
+CAPTIONERS = ("describe", "qwen2-audio:FOLDER|HUB_ID")
+
+
+def load_captioner(spec: str | None = None, options=None):
+    """`describe` (the offline default) or `qwen2-audio:FOLDER|HUB_ID` (an audio LM; `options`: AudioLMOptions).
+
+    Both answer `caption(evidence, track_id, path)`; an audio LM also reads the audio at `path`."""
     spec = spec or "describe"
     if spec == "describe":
         return DescribeCaptioner()
-    raise ValueError(f"unknown captioner {spec!r}; the available captioner is describe")
+    prefix, _, arg = spec.partition(":")
+    if prefix == "qwen2-audio":
+        from caption.audio_lm import load_qwen2_audio
+
+        return load_qwen2_audio(arg, options)
+    raise ValueError(f"unknown captioner {spec!r}; use one of {', '.join(CAPTIONERS)}")
 
 
 def full_version(captioner) -> str:
@@ -109,7 +119,7 @@ def _caption_row(captioner, track: dict, desc: dict | None, error: str | None) -
         return {**row, "status": "error", "error": f"{track['path']}: {error}"}
     ev = Evidence(Descriptors(**desc), parse_tags(track.get("tags")))
     try:
-        cap = captioner.caption(ev, track["track_id"])
+        cap = captioner.caption(ev, track["track_id"], track["path"])
     except Exception as e:  # noqa: BLE001
         return {**row, **desc, "status": "error", "error": f"{track['path']}: captioner failed: {e}"}
     return {**row, **desc, "caption": cap.caption, "description": cap.description, "status": "ok"}

@@ -34,7 +34,8 @@ def _article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
 
 
-def _minutes(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """m:ss"""
     m, s = divmod(int(round(seconds)), 60)
     return f"{m}:{s:02d}"
 
@@ -46,7 +47,8 @@ class DescribeCaptioner:
     def __init__(self, thresholds: Thresholds = CAPTION_THRESHOLDS):
         self.th = thresholds
 
-    def caption(self, ev: Evidence, track_id: str = "") -> Caption:
+    def caption(self, ev: Evidence, track_id: str = "", path=None) -> Caption:
+        """`path` is unused: this captioner works from the evidence alone."""
         th = self.th
         seed = int(hashlib.blake2b(track_id.encode(), digest_size=4).hexdigest(), 16)
         inst = E.instruments(ev, th)
@@ -105,7 +107,7 @@ class DescribeCaptioner:
 
         details = []
         d = ev.descriptors
-        details.append(f"Duration {_minutes(d.duration)}.")
+        details.append(f"Duration {clock(d.duration)}.")
         loose = Thresholds()  # the description lists weaker evidence too, each item with its strength
         for j in E.instruments(ev, loose):
             details.append(f"Instrument: {j.value} ({j.strength}; {j.evidence}).")

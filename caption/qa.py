@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from caption import evidence as E
 from caption.evidence import INSTRUMENT_TAGS, Evidence, Thresholds, parse_tags
@@ -30,7 +31,7 @@ class Answer:
     kind: str  # tempo | key | mode | loudness | duration | instrument | instruments | vocals | genre | mood |
     #            energy | danceability | start | end | unknown
     value: object = None  # machine-readable answer (BPM, "G major", True/False, [instruments], seconds)
-    confidence: float = 0.0
+    confidence: float | None = 0.0  # None: the backend gives no calibrated confidence (audio LMs)
     evidence: list[str] = field(default_factory=list)
 
     @property
@@ -191,28 +192,35 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
     return Answer(CANT_TELL, "unknown")
 
 
-def evidence_for(ref: str, library=None) -> "Evidence":
-    """Evidence for a track id or path: stored descriptors and tags when the library has them, else measured now
-    (with tags from the default musicnn tagger)."""
-    from pathlib import Path
-
-    from caption.descriptors import analyse
-
+def locate(ref: str, library=None) -> tuple[Path, dict | None]:
+    """The audio file for a track id, a library path or any audio file, and its catalog row when it has one."""
     row = None
     if library is not None:
-        from index.captions import CaptionStore
         from index.search import find_track
 
         row = find_track(library, ref)
         if row is not None:
-            caps = CaptionStore(library.root).read("describe")
-            stored = caps.filter(caps["track_id"] == row["track_id"])
-            if len(stored) and stored["status"][0] == "ok" and stored["content_hash"][0] == row["content_hash"]:
-                return Evidence.from_row({**stored.row(0, named=True), "tags": row.get("tags")})
-            ref = row["path"]
+            return Path(row["path"]), row
     path = Path(ref)
     if not path.exists():
         raise ValueError(f"{ref} is neither a track of the library nor an audio file")
+    return path, row
+
+
+def evidence_for(ref: str, library=None) -> "Evidence":
+    """Evidence for a track id or path: stored descriptors and tags when the library has them, else measured now
+    (with tags from the default musicnn tagger)."""
+    from caption.descriptors import analyse
+
+    path, row = locate(ref, library)
+    if row is not None:
+        from index.captions import CaptionStore
+
+        caps = CaptionStore(library.root).read()
+        stored = caps.filter((caps["track_id"] == row["track_id"]) & (caps["status"] == "ok")
+                             & (caps["content_hash"] == row["content_hash"]))
+        if len(stored):
+            return Evidence.from_row({**stored.row(0, named=True), "tags": row.get("tags")})
     d = analyse(path)
     if row is not None and row.get("tags"):
         return Evidence(d, parse_tags(row["tags"]))

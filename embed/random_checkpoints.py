@@ -1,4 +1,4 @@
-"""Random-weight CLAP checkpoints built locally, for tests, benchmarks and random-weights controls.
+"""Random-weight CLAP checkpoints (and the tokenizer trainer other random checkpoints share) built locally, for tests, benchmarks and random-weights controls.
 
 They go through exactly the loading code real checkpoints use (`save_pretrained` → `load_encoder`), with
 no hub access: the tokenizer is a byte-level BPE trained here on a small vocabulary of music words.
@@ -23,19 +23,25 @@ TINY_TEXT = dict(
 )
 
 
-def _train_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import RobertaTokenizerFast
+def train_bpe(special_tokens: list[str], vocab_size: int = 400):
+    """A byte-level BPE `tokenizers.Tokenizer` trained here on a small vocabulary of music words."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_size, special_tokens=special_tokens, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    corpus = [" ".join(_WORDS[i:] + _WORDS[:i]) for i in range(len(_WORDS))]
-    tok.train_from_iterator(corpus, trainer=trainer)
+    tok.train_from_iterator([" ".join(_WORDS[i:] + _WORDS[:i]) for i in range(len(_WORDS))], trainer=trainer)
+    return tok
+
+
+def _train_tokenizer():
+    from tokenizers import processors
+    from transformers import RobertaTokenizerFast
+
+    tok = train_bpe(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
     return RobertaTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
