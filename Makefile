@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: install test test-fast demo clean
+.PHONY: install chromium test test-fast demo app clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,12 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
-test: install
+# Debian's Chromium for the end-to-end browser test of the app.
+chromium:
+	@command -v chromium >/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium \
+		|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium))
+
+test: install chromium
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
 
 test-fast: install
@@ -29,6 +34,10 @@ demo: install $(DEMO)/music/ground_truth.parquet
 	HF_HUB_OFFLINE=1 $(BIN)/tunelens index $(DEMO)/music --library $(DEMO)/library
 	@for q in "solo piano" "choir singing" "fast drums and percussion" "harpsichord" "flute melody"; do \
 		HF_HUB_OFFLINE=1 $(BIN)/tunelens search "$$q" --library $(DEMO)/library -k 5; done
+
+app: demo
+	HF_HUB_OFFLINE=1 $(BIN)/tunelens caption --library $(DEMO)/library
+	HF_HUB_OFFLINE=1 $(BIN)/tunelens app --library $(DEMO)/library
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -310,6 +310,30 @@ def ask(
         console.print(Text(f"evidence: {'; '.join(a.evidence)}{conf}", style="dim"), soft_wrap=True)
 
 
+@app.command(name="app")
+def app_(
+    library: Path = LibraryOpt,
+    port: int = typer.Option(8501, "--port", help="Port to serve on."),
+    address: str = typer.Option("127.0.0.1", "--address", help="Address to bind; 127.0.0.1 keeps it on this machine."),
+) -> None:
+    """Start the browser app on LIBRARY: search, listen, explore tracks, ask questions, see the collection."""
+    import subprocess
+
+    from index import Library
+
+    with _friendly_errors():
+        Library.open(library)
+    script = Path(__file__).with_name("streamlit_app.py")
+    console.print(f"tunelens app on http://{address}:{port} (Ctrl+C to stop)")
+    env = {**os.environ, "TUNELENS_LIBRARY": str(library.resolve())}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", address, "--server.port", str(port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
+    try:
+        raise typer.Exit(subprocess.call(cmd, env=env))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()

@@ -31,7 +31,8 @@ class Hit:
         return asdict(self)
 
 
-def _hits(lib: Library, query: np.ndarray, scores: np.ndarray, rows: np.ndarray, exclude: set[str]) -> list[Hit]:
+def _hits(lib: Library, query: np.ndarray, scores: np.ndarray, rows: np.ndarray, exclude: set[str],
+          allowed: set[str] | None = None, k: int | None = None) -> list[Hit]:
     ok = lib.ok_tracks()
     windows = lib.window_vectors()
     wtab = lib.windows_table()
@@ -40,8 +41,10 @@ def _hits(lib: Library, query: np.ndarray, scores: np.ndarray, rows: np.ndarray,
         if row < 0:
             continue
         t = ok.row(int(row), named=True)
-        if t["track_id"] in exclude:
+        if t["track_id"] in exclude or (allowed is not None and t["track_id"] not in allowed):
             continue
+        if k is not None and len(hits) >= k:
+            break
         off, cnt = t["window_offset"], t["window_count"]
         w = np.asarray(windows[off:off + cnt]) @ query
         best = off + int(np.argmax(w))
@@ -53,20 +56,29 @@ def _hits(lib: Library, query: np.ndarray, scores: np.ndarray, rows: np.ndarray,
     return hits
 
 
-def search_vector(lib: Library, query: np.ndarray, k: int = 10, exclude: set[str] = frozenset()) -> list[Hit]:
-    if lib.vector_index.ntotal == 0:
+def search_vector(lib: Library, query: np.ndarray, k: int = 10, exclude: set[str] = frozenset(),
+                  allowed: set[str] | None = None) -> list[Hit]:
+    """The k nearest tracks; with `allowed` (track ids passing a filter), only those, searching deeper as needed."""
+    n = lib.vector_index.ntotal
+    if n == 0 or (allowed is not None and not allowed):
         return []
     query = np.asarray(query, np.float32).reshape(-1)
-    scores, rows = lib.vector_index.search(query[None, :], k + len(exclude))
-    return _hits(lib, query, scores[0], rows[0], set(exclude))[:k]
+    depth = k + len(exclude) if allowed is None else min(n, max(8 * (k + len(exclude)), 256))
+    while True:
+        scores, rows = lib.vector_index.search(query[None, :], min(depth, n))
+        hits = _hits(lib, query, scores[0], rows[0], set(exclude), allowed, k)
+        if len(hits) >= k or depth >= n:
+            return hits
+        depth *= 4
 
 
-def search_text(lib: Library, encoder: AudioTextEncoder, text: str, k: int = 10) -> list[Hit]:
+def search_text(lib: Library, encoder: AudioTextEncoder, text: str, k: int = 10,
+                allowed: set[str] | None = None) -> list[Hit]:
     text = (text or "").strip()
     if not text:
         raise ValueError("the query is empty; describe the music you want, e.g. \"slow solo piano\"")
     lib.check_pipeline(PipelineSpec.for_encoder(encoder))
-    return search_vector(lib, encoder.embed_text([text[:MAX_QUERY_CHARS]])[0], k)
+    return search_vector(lib, encoder.embed_text([text[:MAX_QUERY_CHARS]])[0], k, allowed=allowed)
 
 
 def find_track(lib: Library, ref: str) -> dict | None:
@@ -77,14 +89,15 @@ def find_track(lib: Library, ref: str) -> dict | None:
     return match.row(0, named=True) if len(match) else None
 
 
-def similar(lib: Library, ref: str, k: int = 10, encoder: AudioTextEncoder | None = None) -> list[Hit]:
+def similar(lib: Library, ref: str, k: int = 10, encoder: AudioTextEncoder | None = None,
+            allowed: set[str] | None = None) -> list[Hit]:
     """Tracks like a library track (by id or path), or like any audio file (embedded on the fly)."""
     track = find_track(lib, ref)
     if track is not None:
         if track["status"] != "ok":
             raise LibraryError(f"{track['rel_path']} is in the library but failed to index: {track['error']}")
         vec = np.asarray(lib.track_vectors()[track["vec_row"]])
-        return search_vector(lib, vec, k, exclude={track["track_id"]})
+        return search_vector(lib, vec, k, exclude={track["track_id"]}, allowed=allowed)
     if not Path(ref).is_file():
         raise LibraryError(f"{ref!r} is neither a track id or path in {lib.root} nor an audio file")
     if encoder is None:
@@ -93,4 +106,17 @@ def similar(lib: Library, ref: str, k: int = 10, encoder: AudioTextEncoder | Non
     (_, emb, _, err), = list(embed_stream([Path(ref)], encoder, workers=1))
     if emb is None:
         raise LibraryError(f"cannot read {ref}: {err}")
-    return search_vector(lib, emb.track_vector, k)
+    return search_vector(lib, emb.track_vector, k, allowed=allowed)
+
+
+def to_m3u(hits: list[Hit]) -> str:
+    """An extended M3U playlist of the hits (absolute paths, durations, titles)."""
+    lines = ["#EXTM3U"]
+    for h in hits:
+        name = " - ".join(x for x in (h.artist, h.title or Path(h.rel_path).stem) if x)
+        lines += [f"#EXTINF:{int(round(h.duration))},{name}", h.path]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(hits: list[Hit]) -> str:
+    return pl.DataFrame([h.to_dict() for h in hits] or None, schema=list(Hit.__dataclass_fields__)).write_csv()

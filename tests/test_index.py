@@ -201,3 +201,15 @@ def test_opening_with_another_model_is_an_error(tmp_path, music_dir, tiny_encode
         Library.open(lib_dir, other)
     with pytest.raises(LibraryError, match="not a tunelens library"):
         Library.open(tmp_path / "nowhere")
+
+
+def test_playlists_of_hits():
+    from index.search import Hit, to_csv, to_m3u
+
+    hits = [Hit(1, 0.9, "a1", "/m/x/one.flac", "x/one.flac", "One", "Ann", 61.4, 10.0, 20.0),
+            Hit(2, 0.5, "b2", "/m/two.mp3", "two.mp3", None, None, 30.0, 0.0, 10.0)]
+    m3u = to_m3u(hits).splitlines()
+    assert m3u == ["#EXTM3U", "#EXTINF:61,Ann - One", "/m/x/one.flac", "#EXTINF:30,two", "/m/two.mp3"]
+    csv = to_csv(hits).splitlines()
+    assert csv[0].startswith("rank,score,track_id,path") and len(csv) == 3 and "x/one.flac" in csv[1]
+    assert to_csv([]).splitlines()[0].startswith("rank,")

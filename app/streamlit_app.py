@@ -1,0 +1,311 @@
+"""The tunelens app: search by description, listen from the best-matching moment, explore a track and ask it
+questions, see the whole library. Start it with `tunelens app --library LIB`.
+
+It composes library calls (index.search, index.tracks, caption.qa); nothing here is needed by a batch job.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import polars as pl  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from app import resources as R  # noqa: E402
+from index.search import MAX_QUERY_CHARS, Hit, search_text, similar, to_csv, to_m3u  # noqa: E402
+from index.tracks import TrackFilter, tag_probs  # noqa: E402
+
+PAGES = ["Search", "Track", "Library"]
+EXAMPLES = ["slow solo piano", "choir singing", "fast drums and percussion beat", "acoustic guitar", "flute melody"]
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    m, s = divmod(int(seconds), 60)  # floored, as the audio player shows time
+    return f"{m}:{s:02d}"
+
+
+def top_tags(tags_json: str | None, n: int = 4) -> list[str]:
+    return [t for t, p in sorted(tag_probs(tags_json).items(), key=lambda kv: -kv[1])[:n] if p >= 0.2]
+
+
+def open_track(track_id: str) -> None:
+    st.session_state["page"] = "Track"
+    st.session_state["track_ref"] = track_id
+
+
+def more_like(track_id: str) -> None:
+    st.session_state["page"] = "Search"
+    st.session_state["similar_to"] = track_id
+
+
+def clear_similar() -> None:
+    st.session_state.pop("similar_to", None)
+
+
+# -- Search ---------------------------------------------------------------------------------------------
+def filters_sidebar(table: pl.DataFrame) -> TrackFilter:
+    f = TrackFilter()
+    with st.sidebar:
+        st.subheader("Filters")
+        if len(table):
+            lo, hi = float(table["duration"].min()), float(table["duration"].max())
+            if hi > lo:
+                d = st.slider("Duration (s)", 0.0, float(int(hi) + 1), (0.0, float(int(hi) + 1)), step=1.0, key="f_duration")
+                f.min_duration = d[0] if d[0] > 0 else None
+                f.max_duration = d[1] if d[1] < int(hi) + 1 else None
+        tempi = table["tempo_bpm"].drop_nulls() if "tempo_bpm" in table.columns else pl.Series([])
+        if len(tempi):
+            t = st.slider("Tempo (BPM)", 40, 220, (40, 220), key="f_tempo")
+            f.min_tempo = float(t[0]) if t[0] > 40 else None
+            f.max_tempo = float(t[1]) if t[1] < 220 else None
+            keys = sorted(table["key"].drop_nulls().unique().to_list())
+            f.keys = st.multiselect("Key", keys, key="f_keys")
+            mode = st.radio("Mode", ["any", "major", "minor"], horizontal=True, key="f_mode")
+            f.mode = None if mode == "any" else mode
+        else:
+            st.caption("Tempo and key filters appear once the library is captioned (`tunelens caption`).")
+        names = R.tag_names(table)
+        f.tags = st.multiselect("Predicted tags", names, key="f_tags", help="Each chosen tag with probability ≥ 0.3")
+        folders = sorted({p.rsplit("/", 1)[0] for p in table["rel_path"] if "/" in p})
+        folder = st.selectbox("Folder", ["(all)"] + folders, key="f_folder")
+        f.folder = None if folder == "(all)" else folder
+        field_name = st.selectbox("File tag", ["artist", "title", "album", "genre", "date"], key="f_tag_field")
+        value = st.text_input(f"{field_name.capitalize()} contains", key="f_tag_value")
+        f.file_tag = (field_name, value) if value.strip() else None
+    return f
+
+
+def result_card(h: Hit, row: dict | None, lib) -> None:
+    with st.container(border=True):
+        left, right = st.columns([3, 2], vertical_alignment="center")
+        with left:
+            title = h.title or Path(h.rel_path).stem
+            st.markdown(f"**{h.rank}. {title}**" + (f" — {h.artist}" if h.artist else ""))
+            facts = [f"score {h.score:.3f}", clock(h.duration)]
+            if row and row.get("tempo_bpm"):
+                facts.append(f"{row['tempo_bpm']:.0f} BPM")
+            if row and row.get("key"):
+                facts.append(row["key"])
+            st.caption(" · ".join(facts) + f" · `{h.rel_path}`")
+            if row and row.get("caption"):
+                st.markdown(f"*{row['caption']}*")
+            tags = top_tags(row.get("tags") if row else None)
+            if tags:
+                st.markdown(" ".join(f":gray-badge[{t}]" for t in tags))
+        with right:
+            try:
+                data, mime = R.audio_bytes(lib, h.track_id)
+                st.audio(data, format=mime, start_time=int(h.best_start_s))
+                st.caption(f"Best match at {clock(h.best_start_s)}–{clock(min(h.best_end_s, h.duration))}")
+            except ValueError as e:
+                st.warning(str(e))
+            b1, b2 = st.columns(2)
+            b1.button("More like this", key=f"more_{h.rank}_{h.track_id}", on_click=more_like, args=(h.track_id,),
+                      width="stretch")
+            b2.button("Open track", key=f"open_{h.rank}_{h.track_id}", on_click=open_track, args=(h.track_id,),
+                      width="stretch")
+
+
+def search_page(lib, root: Path) -> None:
+    table = R.table(root)
+    f = filters_sidebar(table)
+    allowed = None if f.is_empty() else set(f.apply(table)["track_id"])
+    k = st.sidebar.slider("Results", 5, 50, 10, step=5, key="k")
+    similar_to = st.session_state.get("similar_to")
+    if similar_to:
+        found = table.filter(pl.col("track_id") == similar_to)
+        base = found.row(0, named=True) if len(found) else None
+        if base is None:
+            st.error("That track is no longer in the library.")
+            clear_similar()
+            return
+        st.subheader(f"Tracks like {base['title'] or Path(base['rel_path']).stem}")
+        st.button("← Back to text search", on_click=clear_similar)
+        hits = similar(lib, similar_to, k=k, allowed=allowed)
+    else:
+        st.title("Search your music")
+        if "q" not in st.session_state and st.query_params.get("q"):
+            st.session_state["q"] = st.query_params["q"]
+        query = st.text_input("Describe the music", key="q", placeholder="e.g. " + " · ".join(EXAMPLES[:3]))
+        if not query.strip():
+            st.info("Type a description of the music you want: instruments, tempo, mood, style. "
+                    f"For example: *{'*, *'.join(EXAMPLES)}*.")
+            return
+        if len(query) > MAX_QUERY_CHARS:
+            st.warning(f"The query is {len(query):,} characters long; only its first {MAX_QUERY_CHARS:,} are used.")
+        enc = R.encoder(lib.manifest.pipeline.model)
+        try:
+            hits = search_text(lib, enc, query, k=k, allowed=allowed)
+        except ValueError as e:
+            st.error(str(e))
+            return
+    if allowed is not None:
+        st.caption(f"Filters keep {len(allowed):,} of {len(table):,} tracks.")
+    if not hits:
+        st.warning("No track matches these filters. Widen or clear them in the sidebar.")
+        return
+    shown = table.filter(pl.col("track_id").is_in([h.track_id for h in hits]))
+    rows = {r["track_id"]: r for r in shown.iter_rows(named=True)}
+    c1, c2, _ = st.columns([1, 1, 4])
+    c1.download_button("Export M3U", to_m3u(hits), file_name="tunelens.m3u", mime="audio/x-mpegurl")
+    c2.download_button("Export CSV", to_csv(hits), file_name="tunelens.csv", mime="text/csv")
+    for h in hits:
+        result_card(h, rows.get(h.track_id), lib)
+
+
+# -- Track ----------------------------------------------------------------------------------------------
+def track_page(lib, root: Path) -> None:
+    if "track_ref" not in st.session_state and st.query_params.get("track"):
+        st.session_state["track_ref"] = st.query_params["track"]
+    ref = st.text_input("Track id or path in the library", key="track_ref")
+    if not ref.strip():
+        st.info("Open a track from the search results, or paste its id or its path in the library.")
+        return
+    row = R.catalog_track(lib, ref)
+    if row is None:
+        st.error(f"{ref.strip()[:200]!r} is not a playable track of this library. Only tracks in the library's "
+                 "catalog can be opened.")
+        return
+    full = R.table(root).filter(pl.col("track_id") == row["track_id"])
+    info = full.row(0, named=True) if len(full) else row
+    st.title(info["title"] or Path(info["rel_path"]).stem)
+    st.caption(" · ".join(x for x in (info.get("artist"), info.get("album"), clock(info["duration"]),
+                                      f"`{info['rel_path']}`") if x))
+    st.image(R.spectrogram(info["path"], info["content_hash"]), caption="Mel spectrogram (time →, pitch ↑)",
+             width="stretch")
+    data, mime = R.audio_bytes(lib, info["track_id"])
+    st.audio(data, format=mime)
+    left, right = st.columns([3, 2])
+    with left:
+        st.subheader("Description")
+        if info.get("caption"):
+            st.markdown(info["caption"])
+            with st.expander("Evidence and details"):
+                st.markdown(info.get("description") or "")
+            m = st.columns(4)
+            m[0].metric("Tempo", f"{info['tempo_bpm']:.0f} BPM" if info.get("tempo_bpm") else "–")
+            m[1].metric("Key", info.get("key") or "–")
+            m[2].metric("Loudness", f"{info['loudness_lufs']:.1f} LUFS" if info.get("loudness_lufs") is not None else "–")
+            m[3].metric("Length", clock(info["duration"]))
+        else:
+            st.info("Not captioned yet: run `tunelens caption --library LIB` for a description and measurements.")
+        st.subheader("Ask about this track")
+        qa_box(lib, info)
+    with right:
+        st.subheader("Top tags")
+        probs = sorted(tag_probs(info.get("tags")).items(), key=lambda kv: -kv[1])[:10]
+        if probs:
+            st.bar_chart(pl.DataFrame({"tag": [t for t, _ in probs], "probability": [p for _, p in probs]}),
+                         x="tag", y="probability", horizontal=True, height=300)
+        else:
+            st.caption("This library's model stores no tags.")
+        st.subheader("Similar tracks")
+        for h in similar(lib, info["track_id"], k=5):
+            st.button(f"{h.title or Path(h.rel_path).stem} · {h.score:.2f}", key=f"sim_{h.track_id}",
+                      on_click=open_track, args=(h.track_id,), width="stretch")
+
+
+def qa_box(lib, info: dict) -> None:
+    from caption.qa import MAX_QUESTION_CHARS, answer, evidence_for
+
+    history = st.session_state.setdefault(f"qa_{info['track_id']}", [])
+    for role, text, note in history:
+        with st.chat_message(role):
+            st.markdown(text)
+            if note:
+                st.caption(note)
+    question = st.chat_input("What key is it in? Is there singing? How does it end?", key="qa_input")
+    if question is None:
+        return
+    question = question.strip()
+    if not question:
+        st.warning("Ask a question about the music, e.g. “what is the tempo?”")
+        return
+    with st.spinner("Listening…"):
+        try:
+            a = answer(question[:MAX_QUESTION_CHARS], evidence_for(info["track_id"], lib))
+            reply = a.text
+            note = f"Evidence: {'; '.join(a.evidence)}" if a.evidence else ""
+            if note and a.confidence is not None:
+                note += f" · confidence {a.confidence:.1f}"
+        except Exception as e:  # noqa: BLE001 - any analysis failure is shown as a sentence, never a traceback
+            reply, note = f"I could not analyse this track: {e}", ""
+    history += [("user", question[:300], ""), ("assistant", reply, note)]
+    st.rerun()
+
+
+# -- Library --------------------------------------------------------------------------------------------
+def library_page(lib, root: Path) -> None:
+    st.title("Library")
+    cat = lib.catalog
+    ok = cat.filter(pl.col("status") == "ok")
+    failed = cat.filter(pl.col("status") != "ok")
+    table = R.table(root)
+    p = lib.manifest.pipeline
+    m = st.columns(4)
+    m[0].metric("Tracks", f"{len(ok):,}")
+    m[1].metric("Hours of audio", f"{ok['duration'].sum() / 3600:.1f}")
+    m[2].metric("Captioned", f"{table['caption'].is_not_null().sum():,}")
+    m[3].metric("Failed files", f"{len(failed):,}")
+    st.caption(f"Model `{p.model}` · encoder `{p.encoder_version}` · {p.sample_rate} Hz, {p.window_seconds:g} s windows, "
+               f"{p.pooling} pooling · pipeline version {p.pipeline_version} · `{root}`")
+    st.subheader("Map of the collection")
+    pts = R.collection_map(str(root.resolve()), R._state_stamp(root))
+    names = R.tag_names(pts)
+    color_by = st.selectbox("Colour by", ["folder"] + [f"tag: {n}" for n in names], key="map_color")
+    if color_by.startswith("tag: "):
+        tag = color_by[5:]
+        pts = pts.with_columns(pl.Series("colour", [tag_probs(j).get(tag, 0.0) for j in pts["tags"]]))
+    else:
+        pts = pts.with_columns(pl.col("folder").alias("colour"))
+    import altair as alt
+
+    chart = (alt.Chart(pts.select("x", "y", "colour", "rel_path", "track_id").to_pandas())
+             .mark_circle(size=70).encode(x=alt.X("x", axis=None), y=alt.Y("y", axis=None), color="colour",
+                                          tooltip=["rel_path", "colour"])
+             .add_params(alt.selection_point(name="pick", fields=["track_id"])).properties(height=420))
+    event = st.altair_chart(chart, width="stretch", on_select="rerun", key="map")
+    picked = (event or {}).get("selection", {}).get("pick") if isinstance(event, dict) or hasattr(event, "get") else None
+    if picked:
+        tid = picked[0].get("track_id")
+        st.button(f"Open {pts.filter(pl.col('track_id') == tid)['rel_path'][0]}", on_click=open_track, args=(tid,))
+    else:
+        st.caption("Similar tracks sit close together (a 2-D projection of the track vectors). Click a point to open it.")
+    st.subheader("Files that could not be indexed")
+    if not len(failed):
+        st.success("Every file was indexed.")
+    else:
+        for r in failed.head(200).iter_rows(named=True):
+            st.markdown(f"- `{r['rel_path']}`: {r['error']}")
+        if len(failed) > 200:
+            st.caption(f"…and {len(failed) - 200:,} more (see `tunelens info`).")
+    st.subheader("Duplicates")
+    st.caption("Duplicate detection is not part of this version yet.")
+
+
+def main() -> None:
+    st.set_page_config(page_title="tunelens", page_icon="🎧", layout="wide")
+    root = R.library_path()
+    if root is None:
+        st.error("No library given. Start the app with `tunelens app --library LIB`.")
+        return
+    try:
+        lib = R.library(root)
+    except Exception as e:  # noqa: BLE001
+        st.error(f"Cannot open the library at {root}: {e}")
+        return
+    if "page" not in st.session_state:
+        st.session_state["page"] = st.query_params.get("page", "Search") if st.query_params.get("page") in PAGES else (
+            "Track" if st.query_params.get("track") else "Search")
+    with st.sidebar:
+        st.markdown("## tunelens")
+        st.radio("Page", PAGES, key="page", label_visibility="collapsed")
+        st.divider()
+    {"Search": search_page, "Track": track_page, "Library": library_page}[st.session_state["page"]](lib, root)
+
+
+main()

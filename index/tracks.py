@@ -1,0 +1,79 @@
+"""One row per indexed track with what a person filters and reads by: file tags, predicted tags, caption and
+measured descriptors (when captioned). Filters here serve the app and any batch job alike."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from index.captions import CaptionStore
+from index.library import Library
+
+CAPTION_COLUMNS = ["caption", "description", "tempo_bpm", "tempo_confidence", "key", "key_confidence",
+                   "loudness_lufs", "loudness_range_lu", "brightness_hz", "onset_rate", "energy_db"]
+
+
+def track_table(lib: Library, captioner: str | None = None) -> pl.DataFrame:
+    """Indexed tracks joined with their newest successful caption row (the named captioner's, else any)."""
+    ok = lib.ok_tracks()
+    caps = CaptionStore(lib.root).read(captioner).filter(pl.col("status") == "ok")
+    if captioner is None and len(caps):
+        # One caption per track: `describe` first (it always carries descriptors), then the newest other.
+        caps = (caps.with_columns((pl.col("captioner") != "describe").alias("_order"))
+                .sort(["_order", "captioned_at"], descending=[False, True]).unique("track_id", keep="first")
+                .drop("_order"))
+    caps = caps.select("track_id", "content_hash", *CAPTION_COLUMNS).rename({"content_hash": "_caption_hash"})
+    out = ok.join(caps, on="track_id", how="left")
+    stale = pl.col("_caption_hash").is_not_null() & (pl.col("_caption_hash") != pl.col("content_hash"))
+    return out.with_columns([pl.when(stale).then(None).otherwise(pl.col(c)).alias(c) for c in CAPTION_COLUMNS]).drop("_caption_hash")
+
+
+def tag_probs(tags_json: str | None) -> dict[str, float]:
+    return json.loads(tags_json) if tags_json else {}
+
+
+@dataclass
+class TrackFilter:
+    """Every field left at its default lets all tracks through."""
+
+    min_duration: float | None = None
+    max_duration: float | None = None
+    min_tempo: float | None = None  # BPM; needs captions (tracks with no measured tempo are dropped)
+    max_tempo: float | None = None
+    keys: list[str] = field(default_factory=list)  # e.g. ["G major"]
+    mode: str | None = None  # "major" | "minor"
+    tags: list[str] = field(default_factory=list)  # predicted tags that must each reach `min_tag_prob`
+    min_tag_prob: float = 0.3
+    folder: str | None = None  # relative folder prefix, e.g. "jazz/live"
+    file_tag: tuple[str, str] | None = None  # (field, substring), e.g. ("artist", "Bach"), case-insensitive
+
+    def is_empty(self) -> bool:
+        return self == TrackFilter()
+
+    def apply(self, table: pl.DataFrame) -> pl.DataFrame:
+        t = table
+        if self.min_duration is not None:
+            t = t.filter(pl.col("duration") >= self.min_duration)
+        if self.max_duration is not None:
+            t = t.filter(pl.col("duration") <= self.max_duration)
+        if self.min_tempo is not None:
+            t = t.filter(pl.col("tempo_bpm") >= self.min_tempo)
+        if self.max_tempo is not None:
+            t = t.filter(pl.col("tempo_bpm") <= self.max_tempo)
+        if self.keys:
+            t = t.filter(pl.col("key").is_in(self.keys))
+        if self.mode:
+            t = t.filter(pl.col("key").str.ends_with(" " + self.mode))
+        if self.folder:
+            prefix = self.folder.strip("/") + "/"
+            t = t.filter(pl.col("rel_path").str.starts_with(prefix))
+        if self.tags:
+            keep = [all(tag_probs(j).get(tag, 0.0) >= self.min_tag_prob for tag in self.tags) for j in t["tags"]]
+            t = t.filter(pl.Series(keep, dtype=pl.Boolean))
+        if self.file_tag and self.file_tag[1]:
+            name, value = self.file_tag
+            if name not in t.columns:
+                raise ValueError(f"unknown file tag {name!r}; use one of title, artist, album, genre, date")
+            t = t.filter(pl.col(name).str.to_lowercase().str.contains(value.lower(), literal=True))
+        return t

@@ -1,0 +1,186 @@
+"""The Streamlit app on a small real library (8 demo tracks rendered from scores, the default musicnn model,
+captioned): every page through AppTest, bad input, the catalog-only audio gate, and one run in Chromium."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "app" / "streamlit_app.py"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def demo_library(tmp_path_factory) -> Path:
+    pytest.importorskip("music21", reason="the demo extra (music21, pretty-midi, tinysoundfont) renders the test corpus")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_demo_corpus import main as make_corpus
+
+    from caption.batch import CaptionConfig, caption_library
+    from embed import load_encoder
+    from index import Library
+    from index.indexer import IndexConfig, index_folder
+
+    base = tmp_path_factory.mktemp("app")
+    assert make_corpus([str(base / "music"), "--limit", "8", "--max-seconds", "20"]) == 0
+    (base / "music" / "broken.wav").write_bytes(b"RIFF\x00\x00not audio")
+    index_folder(base / "lib", base / "music", load_encoder("musicnn"), IndexConfig())
+    caption_library(Library.open(base / "lib"), config=CaptionConfig(workers=1))
+    return base / "lib"
+
+
+@pytest.fixture()
+def app(demo_library, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("TUNELENS_LIBRARY", str(demo_library))
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def titles(at) -> list[str]:
+    return [m.value for m in at.markdown if m.value.startswith("**") and ". " in m.value]
+
+
+def search(at, query: str):
+    at.text_input(key="q").input(query).run()
+    assert not at.exception
+    return at
+
+
+def test_search_finds_the_expected_track_with_players(app):
+    assert app.info and "description" in app.info[0].value  # empty query: a hint, not an error
+    search(app, "choir singing")
+    found = titles(app)
+    assert any("choir" in t for t in found[:5]), found
+    assert len(app.get("audio")) == len(found) >= 5
+    assert any("Best match at" in c.value for c in app.caption)
+    assert any("BPM" in c.value for c in app.caption)  # captions and descriptors light up when present
+
+
+def test_filters_narrow_the_results(app):
+    search(app, "classical music")
+    everything = titles(app)
+    app.selectbox(key="f_folder").set_value("piano").run()
+    narrowed = titles(app)
+    assert 0 < len(narrowed) < len(everything) and all("piano" in t for t in narrowed)
+    app.selectbox(key="f_folder").set_value("(all)").run()
+    app.slider(key="f_tempo").set_value((40, 41)).run()
+    assert not titles(app) and any("No track matches" in w.value for w in app.warning)
+
+
+def test_more_like_this_and_exports(app):
+    search(app, "flute melody")
+    first = next(b for b in app.button if b.key and b.key.startswith("more_"))
+    first.click().run()
+    assert not app.exception and any("Tracks like" in s.value for s in app.subheader)
+    assert len(titles(app)) >= 3
+    assert len(app.get("download_button")) == 2  # M3U and CSV (their content: test_playlists in test_index)
+
+
+def test_track_page_answers_questions(app, demo_library):
+    from index import Library
+
+    tid = Library.open(demo_library).ok_tracks()["track_id"][0]
+    app.radio(key="page").set_value("Track").run()
+    app.text_input(key="track_ref").input(tid).run()
+    assert not app.exception and app.title and app.get("image") and app.get("audio")
+    assert app.get("vega_lite_chart")  # top tags chart
+    app.chat_input(key="qa_input").set_value("what key is it in?").run()
+    assert not app.exception
+    said = [m.value for m in app.markdown]
+    assert "what key is it in?" in said
+    assert any(("key" in s.lower() and "major" in s or "minor" in s) or "can't tell" in s for s in said)
+    app.chat_input(key="qa_input").set_value("who composed this?").run()
+    assert any("can't tell" in m.value for m in app.markdown)
+
+
+@pytest.mark.parametrize("ref", ["no-such-track-id", "/etc/passwd", "../../etc/passwd"])
+def test_track_page_refuses_anything_outside_the_catalog(app, ref):
+    app.radio(key="page").set_value("Track").run()
+    app.text_input(key="track_ref").input(ref).run()
+    assert not app.exception and app.error and "not a playable track of this library" in app.error[0].value
+    assert not app.get("audio")
+
+
+def test_audio_is_served_only_from_the_catalog(demo_library):
+    from app import resources as R
+    from index import Library
+
+    lib = Library.open(demo_library)
+    data, mime = R.audio_bytes(lib, lib.ok_tracks()["track_id"][0])
+    assert len(data) > 1000 and mime.startswith("audio/")
+    for bad in ("/etc/passwd", "not-an-id", str(demo_library / "catalog.parquet")):
+        with pytest.raises(ValueError, match="not a track of this library"):
+            R.audio_bytes(lib, bad)
+
+
+def test_bad_queries_give_messages_not_exceptions(app):
+    search(app, "   ")
+    assert app.info and not app.get("audio")
+    search(app, "piano " * 900)
+    assert any("only its first 1,000" in w.value for w in app.warning) and titles(app)
+
+
+def test_library_page(app):
+    app.radio(key="page").set_value("Library").run()
+    assert not app.exception
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Tracks"] == "8" and metrics["Failed files"] == "1" and metrics["Captioned"] == "8"
+    assert any("broken.wav" in m.value for m in app.markdown)
+    assert any("musicnn" in c.value for c in app.caption)
+    app.selectbox(key="map_color").set_value("tag: piano").run()
+    assert not app.exception
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_search_page_in_headless_chromium(demo_library):
+    from browser import Browser, chromium_binary
+
+    binary = chromium_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: `make test` installs Debian's chromium")
+        pytest.skip("Debian chromium is not installed (make chromium)")
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "app.cli", "app", "--library", str(demo_library), "--port", str(port)],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.3)
+        with Browser(binary) as b:
+            ready = False
+            for _ in range(3):  # a freshly started app can paint blank first: load again until it has content
+                b.goto(f"http://127.0.0.1:{port}/?q=choir+singing")
+                if b.wait_for("document.querySelectorAll('audio').length > 0", timeout=90):
+                    ready = True
+                    break
+            time.sleep(2)  # let the sidebar finish its entrance before the picture
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = b.screenshot(ARTIFACTS / "search_page.png")
+            assert ready, "no result with an audio player appeared"
+            text = b.js("document.body.innerText")
+            assert "Search your music" in text and "choir" in text and "Best match at" in text
+            assert b.js("document.querySelectorAll('audio').length") >= 5
+            assert shot.stat().st_size > 20000
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
