@@ -7,10 +7,10 @@ Every judgement carries a strength: "clear" (stated plainly), "likely" (stated w
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from caption.descriptors import Descriptors
+from index.tracks import tag_probs
 
 # Instrument tags of the two musicnn taggers, with the word a caption uses for each.
 INSTRUMENT_TAGS = {
@@ -68,9 +68,7 @@ class Judgement:
     score: float = 0.0  # the probability or measure it rests on, for ranking judgements of one kind
 
 
-def parse_tags(tags_json: str | None) -> dict[str, float]:
-    """The catalog's `tags` column (JSON of predicted tag → probability, or null) as a dict."""
-    return json.loads(tags_json) if tags_json else {}
+parse_tags = tag_probs  # the catalog's `tags` column (JSON of predicted tag → probability, or null) as a dict
 
 
 @dataclass

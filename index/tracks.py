@@ -30,6 +30,7 @@ def track_table(lib: Library, captioner: str | None = None) -> pl.DataFrame:
 
 
 def tag_probs(tags_json: str | None) -> dict[str, float]:
+    """The catalog's `tags` column (JSON of predicted tag → probability, or null) as a dict."""
     return json.loads(tags_json) if tags_json else {}
 
 
