@@ -96,6 +96,10 @@ def spectrogram(path: str, content_hash: str, width: int = 1000) -> np.ndarray:
     return np.repeat((img * 255).astype(np.uint8), 2, axis=0)
 
 
+def map_points(root: Path) -> pl.DataFrame:
+    return collection_map(str(root.resolve()), _state_stamp(root))
+
+
 @st.cache_data(show_spinner="Mapping the collection…", max_entries=4)
 def collection_map(root: str, stamp: tuple) -> pl.DataFrame:
     """A 2-D PCA projection of the track vectors, one row per indexed track."""

@@ -14,6 +14,7 @@ import polars as pl  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from app import resources as R  # noqa: E402
+from caption.describe import clock as m_ss  # noqa: E402
 from index.search import MAX_QUERY_CHARS, Hit, search_text, similar, to_csv, to_m3u  # noqa: E402
 from index.tracks import TrackFilter, tag_probs  # noqa: E402
 
@@ -22,10 +23,7 @@ EXAMPLES = ["slow solo piano", "choir singing", "fast drums and percussion beat"
 
 
 def clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    m, s = divmod(int(seconds), 60)  # floored, as the audio player shows time
-    return f"{m}:{s:02d}"
+    return "–" if seconds is None else m_ss(int(seconds))  # floored, as the audio player shows time
 
 
 def top_tags(tags_json: str | None, n: int = 4) -> list[str]:
@@ -254,7 +252,7 @@ def library_page(lib, root: Path) -> None:
     st.caption(f"Model `{p.model}` · encoder `{p.encoder_version}` · {p.sample_rate} Hz, {p.window_seconds:g} s windows, "
                f"{p.pooling} pooling · pipeline version {p.pipeline_version} · `{root}`")
     st.subheader("Map of the collection")
-    pts = R.collection_map(str(root.resolve()), R._state_stamp(root))
+    pts = R.map_points(root)
     names = R.tag_names(pts)
     color_by = st.selectbox("Colour by", ["folder"] + [f"tag: {n}" for n in names], key="map_color")
     if color_by.startswith("tag: "):
@@ -269,7 +267,7 @@ def library_page(lib, root: Path) -> None:
                                           tooltip=["rel_path", "colour"])
              .add_params(alt.selection_point(name="pick", fields=["track_id"])).properties(height=420))
     event = st.altair_chart(chart, width="stretch", on_select="rerun", key="map")
-    picked = (event or {}).get("selection", {}).get("pick") if isinstance(event, dict) or hasattr(event, "get") else None
+    picked = event.get("selection", {}).get("pick") if event else None
     if picked:
         tid = picked[0].get("track_id")
         st.button(f"Open {pts.filter(pl.col('track_id') == tid)['rel_path'][0]}", on_click=open_track, args=(tid,))
