@@ -234,6 +234,180 @@ def tags(
     console.print(table)
 
 
+def _bar(label: str):
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=err)
+
+
+def _duplicates(lib, config=None, refresh: bool = False):
+    """The library's duplicate clusters: the saved ones when still current, else found now and saved."""
+    from index.dupes import DupesConfig, find_duplicates, load_duplicates, save_duplicates
+
+    saved = None if refresh or config is not None else load_duplicates(lib)
+    if saved is not None:
+        return saved, None
+    with _bar("fingerprinting candidates") as bar:
+        task = bar.add_task("dupes", total=None)
+        result = find_duplicates(lib, config or DupesConfig(), progress=lambda d, t: bar.update(task, completed=d, total=t))
+    save_duplicates(lib, result)
+    return result.clusters, result
+
+
+@app.command()
+def dupes(
+    library: Path = LibraryOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print clusters as JSON."),
+    min_cosine: float = typer.Option(0.8, help="Candidate pairs: track vectors at least this similar."),
+    max_duration_gap: float = typer.Option(2.5, help="Candidate pairs: durations at most this many seconds apart."),
+    min_harmony: float = typer.Option(0.93, help="Confirmation: chroma fingerprint agreement."),
+    min_spectral: float = typer.Option(0.8, help="Confirmation: log-mel fingerprint agreement."),
+) -> None:
+    """Find the same recording stored more than once (exact, re-encoded, gain-changed, trimmed, resampled,
+    down-mixed), in clusters with a suggested keeper: lossless over lossy, higher bitrate, longer."""
+    import polars as pl
+
+    from index import Library
+    from index.dupes import DupesConfig
+
+    with _friendly_errors():
+        lib = Library.open(library)
+        config = DupesConfig(min_cosine=min_cosine, max_duration_gap=max_duration_gap, min_harmony=min_harmony,
+                             min_spectral=min_spectral)
+        clusters, result = _duplicates(lib, config)
+    groups = clusters.group_by("cluster", maintain_order=True).agg(pl.all())
+    if as_json:
+        fields = ["track_id", "rel_path", "keeper", "matched_by", "match", "lossless", "bitrate_kbps", "duration"]
+        print(json.dumps([{"cluster": row["cluster"], "tracks": [dict(zip(fields, t)) for t in zip(*(row[f] for f in fields))]}
+                          for row in groups.iter_rows(named=True)], indent=1))
+        return
+    spare = int((~clusters["keeper"]).sum()) if len(clusters) else 0
+    console.print(f"{groups.height} duplicate clusters, {spare} spare copies "
+                  f"({result.candidates if result else 'saved'} candidate pairs checked).", soft_wrap=True)
+    for row in groups.iter_rows(named=True):
+        console.print(f"cluster {row['cluster']}:", markup=False)
+        for rel, keeper, how, m, kbps in zip(row["rel_path"], row["keeper"], row["matched_by"], row["match"], row["bitrate_kbps"]):
+            mark = "keep" if keeper else "    "
+            console.print(Text(f"  {mark} {rel}  ({how}, match {m:.3f}, {kbps:.0f} kbps)"), soft_wrap=True)
+    if result and result.unreadable:
+        for rel, why in result.unreadable:
+            err.print(Text(f"could not fingerprint {rel}: {why}"), soft_wrap=True)
+
+
+@app.command()
+def quality(
+    library: Path = LibraryOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the flagged tracks as JSON."),
+) -> None:
+    """List tracks with audio problems: digital silence, clipping, a lossy low-pass in a lossless file,
+    too short or long, DC offset, mono stored as stereo."""
+    import polars as pl
+
+    from index import Library
+    from index.tracks import QUALITY_FLAGS, track_table
+
+    with _friendly_errors():
+        lib = Library.open(library)
+        table = track_table(lib)
+    flagged = table.filter(pl.col("quality_flags").list.len() > 0).sort("rel_path")
+    unmeasured = int(table["audio_hash"].is_null().sum())
+    if as_json:
+        print(json.dumps({"tracks": len(table), "unmeasured": unmeasured,
+                          "counts": {f: int(table[f"flag_{f}"].sum()) for f in QUALITY_FLAGS},
+                          "flagged": [{"file": r["rel_path"], "flags": r["quality_flags"], "silence_ratio": r["silence_ratio"],
+                                       "clipping_ratio": r["clipping_ratio"], "lowpass_hz": r["lowpass_hz"],
+                                       "dc_offset": r["dc_offset"], "side_db": r["side_db"], "duration": r["duration"]}
+                                      for r in flagged.iter_rows(named=True)]}, indent=1))
+        return
+    counts = ", ".join(f"{f} {int(table[f'flag_{f}'].sum())}" for f in QUALITY_FLAGS)
+    console.print(f"{len(flagged)} of {len(table)} tracks flagged ({counts}).", soft_wrap=True)
+    if unmeasured:
+        console.print(f"{unmeasured} tracks were indexed before quality was measured; run `tunelens index` again to measure them.")
+    for r in flagged.iter_rows(named=True):
+        console.print(Text(f"  {r['rel_path']}: {', '.join(r['quality_flags'])}"), soft_wrap=True)
+
+
+def _agreement(lib, device: str = "auto"):
+    from index.agreement import agreement_scores
+    from index.tracks import track_table
+
+    encoder = _encoder(lib.manifest.pipeline.model, device)
+    with _bar("scoring captions") as bar:
+        task = bar.add_task("agreement", total=None)
+        return agreement_scores(lib, encoder, track_table(lib).select("track_id", "caption"),
+                                progress=lambda d, t: bar.update(task, completed=d, total=t))
+
+
+@app.command()
+def agreement(
+    library: Path = LibraryOpt,
+    device: str = DeviceOpt,
+    lowest: int = typer.Option(10, "--lowest", help="Show this many captions that agree least with their audio."),
+    as_json: bool = typer.Option(False, "--json", help="Print every track's score as JSON."),
+) -> None:
+    """Score how well each caption matches its audio under the library's encoder (cosine of the caption's text
+    vector and the track's audio vector); low scores point at noisy captions."""
+    import polars as pl
+
+    from index import Library
+    from index.tracks import track_table
+
+    with _friendly_errors():
+        lib = Library.open(library)
+        scores = _agreement(lib, device)
+    if as_json:
+        print(json.dumps(dict(scores.sort("track_id").iter_rows()), indent=1))
+        return
+    if not len(scores):
+        console.print("No captioned tracks; run `tunelens caption` first.")
+        return
+    q = scores["agreement"].quantile
+    console.print(f"{len(scores)} captions: agreement median {q(0.5):.3f}, 10th percentile {q(0.1):.3f}, "
+                  f"90th {q(0.9):.3f}.", soft_wrap=True)
+    worst = scores.sort("agreement").head(lowest).join(track_table(lib).select("track_id", "rel_path", "caption"), on="track_id")
+    for r in worst.sort("agreement").iter_rows(named=True):
+        console.print(Text(f"  {r['agreement']:.3f}  {r['rel_path']}: {r['caption']}"), soft_wrap=True)
+
+
+@app.command()
+def export(
+    library: Path = LibraryOpt,
+    to: Path = typer.Option(..., "--to", help="Folder to write the dataset to (new, or an earlier export with --overwrite)."),
+    format: str = typer.Option("parquet", "--format", help="parquet (Hugging Face datasets layout), webdataset or jsonl."),
+    filter: Optional[str] = typer.Option(None, "--filter", help='SQL condition over the export columns, e.g. '
+                                         '"agreement > 0.2 AND duration BETWEEN 30 AND 600 AND tempo_bpm > 100".'),
+    split: str = typer.Option("0.8,0.1,0.1", "--split", help="Shares of train,validation,test (1 to 3 parts)."),
+    audio: str = typer.Option("bytes", "--audio", help="parquet only: embed the audio file's bytes, or its path."),
+    uncaptioned: bool = typer.Option(False, "--uncaptioned", help="Also export tracks without a caption."),
+    keep_flagged: bool = typer.Option(False, "--keep-flagged", help="Also export tracks with quality flags."),
+    keep_duplicates: bool = typer.Option(False, "--keep-duplicates", help="Export every copy, not one keeper per cluster "
+                                         "(a cluster still stays in one split)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split draw."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export in --to."),
+    device: str = DeviceOpt,
+) -> None:
+    """Export a clean captioned dataset: captions, tags, descriptors and audio, split without leakage
+    (duplicates and artists never span two splits)."""
+    from index import Library
+    from index.export import ExportConfig, export_dataset, parse_split
+
+    with _friendly_errors():
+        lib = Library.open(library)
+        config = ExportConfig(format=format, split=parse_split(split), filter=filter, audio=audio,
+                              require_caption=not uncaptioned, keep_flagged=keep_flagged,
+                              keep_duplicates=keep_duplicates, seed=seed, overwrite=overwrite)
+        clusters, _ = _duplicates(lib)
+        scores = _agreement(lib, device)
+        with _bar("exporting") as bar:
+            task = bar.add_task("export", total=None)
+            report = export_dataset(lib, to, config, dupes=clusters, agreement=scores,
+                                    progress=lambda d, t: bar.update(task, completed=d, total=t))
+    console.print(f"Exported {sum(report.splits.values())} tracks to {to} as {format} "
+                  f"({', '.join(f'{k} {v}' for k, v in report.splits.items())}; {report.groups} groups) in {report.seconds:.1f} s.",
+                  soft_wrap=True, markup=False)
+    if report.dropped:
+        console.print("Left out: " + ", ".join(f"{v} {k}" for k, v in report.dropped.items()) + ".", soft_wrap=True, markup=False)
+
+
 CAPTIONER_HELP = ("Captioner: describe (the default, offline, from measurements and tags) or qwen2-audio:FOLDER|HUB_ID "
                   "(an audio language model; a GPU is advised).")
 

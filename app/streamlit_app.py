@@ -6,6 +6,7 @@ It composes library calls (index.search, index.tracks, caption.qa); nothing here
 from __future__ import annotations
 
 import sys
+from itertools import islice
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -16,7 +17,8 @@ import streamlit as st  # noqa: E402
 from app import resources as R  # noqa: E402
 from caption.describe import clock as m_ss  # noqa: E402
 from index.search import MAX_QUERY_CHARS, Hit, search_text, similar, to_csv, to_m3u  # noqa: E402
-from index.tracks import TrackFilter, tag_probs  # noqa: E402
+from index.dupes import load_duplicates  # noqa: E402
+from index.tracks import QUALITY_FLAGS, TrackFilter, tag_probs  # noqa: E402
 
 PAGES = ["Search", "Track", "Library"]
 EXAMPLES = ["slow solo piano", "choir singing", "fast drums and percussion beat", "acoustic guitar", "flute melody"]
@@ -74,6 +76,9 @@ def filters_sidebar(table: pl.DataFrame) -> TrackFilter:
         field_name = st.selectbox("File tag", ["artist", "title", "album", "genre", "date"], key="f_tag_field")
         value = st.text_input(f"{field_name.capitalize()} contains", key="f_tag_value")
         f.file_tag = (field_name, value) if value.strip() else None
+        f.exclude_flags = st.multiselect("Hide audio problems", list(QUALITY_FLAGS), key="f_flags",
+                                         format_func=lambda x: x.replace("_", " "),
+                                         help="Leave out tracks with these quality flags (see the Library page)")
     return f
 
 
@@ -281,8 +286,28 @@ def library_page(lib, root: Path) -> None:
             st.markdown(f"- `{r['rel_path']}`: {r['error']}")
         if len(failed) > 200:
             st.caption(f"…and {len(failed) - 200:,} more (see `tunelens info`).")
+    st.subheader("Audio problems")
+    counts = {f: int(table[f"flag_{f}"].sum()) for f in QUALITY_FLAGS}
+    if not any(counts.values()):
+        st.success("No track is silent, clipped, low-passed, mis-sized, offset or fake stereo.")
+    else:
+        st.caption(" · ".join(f"{f.replace('_', ' ')}: {n}" for f, n in counts.items() if n))
+        flagged = table.filter(pl.col("quality_flags").list.len() > 0).sort("rel_path")
+        for r in flagged.head(200).iter_rows(named=True):
+            st.markdown(f"- `{r['rel_path']}`: {', '.join(r['quality_flags']).replace('_', ' ')}")
     st.subheader("Duplicates")
-    st.caption("Duplicate detection is not part of this version yet.")
+    clusters = load_duplicates(lib)
+    if clusters is None:
+        st.caption(f"Not checked since the library last changed. Run `tunelens dupes --library {root}` to find them.")
+    elif not len(clusters):
+        st.success("No recording is stored twice.")
+    else:
+        n = clusters["cluster"].n_unique()
+        st.caption(f"{n} recordings stored more than once; {int((~clusters['keeper']).sum())} spare copies.")
+        for _, part in islice(clusters.group_by("cluster", maintain_order=True), 100):
+            lines = [f"- {'**keep**' if r['keeper'] else 'spare'} `{r['rel_path']}` ({r['matched_by']}, {r['bitrate_kbps']:.0f} kbps)"
+                     for r in part.iter_rows(named=True)]
+            st.markdown("\n".join(lines))
 
 
 def main() -> None:

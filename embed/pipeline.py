@@ -14,8 +14,9 @@ from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 import numpy as np
 
-from embed.audio import DecodedAudio, check_file, decode, error_reason
+from embed.audio import DecodedAudio, check_file, error_reason, read_audio, to_mono_resampled
 from embed.base import AudioTextEncoder, l2_normalize
+from embed.quality import AudioQuality, measure
 from embed.windows import make_windows, pool_track
 
 T = TypeVar("T")
@@ -31,6 +32,7 @@ class TrackEmbedding:
     source_rate: int
     channels: int
     tag_probs: np.ndarray | None = None  # [tags] mean over windows, for encoders that are taggers
+    quality: AudioQuality | None = None  # signal facts of the file at its own rate, when asked for
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Prepared(Generic[T]):
     windows: np.ndarray | None = None
     starts: list[int] | None = None
     extra: object = None  # whatever `prepare_extra` computed in the worker (hash, tags...)
+    quality: AudioQuality | None = None
     error: str | None = None
 
 
@@ -51,6 +54,7 @@ def embed_stream(
     workers: int = 2,
     batch_windows: int = 16,
     prefetch: int = 8,
+    measure_quality: bool = False,
 ) -> Iterator[tuple[T, TrackEmbedding | None, object, str | None]]:
     """Yield (item, embedding or None, extra, error reason or None) for every item, in input order."""
     window = int(round(encoder.window_seconds * encoder.sample_rate))
@@ -61,7 +65,11 @@ def embed_stream(
             check_file(path_of(item))
             if prepare_extra is not None:
                 out.extra = prepare_extra(item)
-            out.audio = decode(path_of(item), encoder.sample_rate)
+            data, sr = read_audio(path_of(item))
+            if measure_quality:
+                out.quality = measure(data, sr)
+            out.audio = DecodedAudio(to_mono_resampled(data, sr, encoder.sample_rate), encoder.sample_rate, sr, int(data.shape[1]))
+            del data
             out.windows, out.starts = make_windows(out.audio.samples, window)
         except Exception as e:  # a broken file, or a decoder bug, must not stop the batch
             out.error = error_reason(e)
@@ -123,7 +131,7 @@ def embed_stream(
             ends = np.minimum(starts + encoder.window_seconds, a.duration)
             emb = TrackEmbedding(
                 pool_track(raw), l2_normalize(raw), starts, ends, a.duration, a.source_rate, a.channels,
-                np.concatenate(tags).mean(axis=0) if tags else None,
+                np.concatenate(tags).mean(axis=0) if tags else None, p.quality,
             )
             p.audio = p.windows = None
             yield p.item, emb, p.extra, None

@@ -64,6 +64,7 @@ def _row(f: FoundFile, extra: dict | None, emb, error: str | None, names: list[s
         "channels": emb.channels if emb else None, "tags": _top_tags(emb, names),
         "status": "ok" if emb else "error", "error": error,
         "indexed_at": time.time(),
+        **(emb.quality.as_row() if emb is not None and emb.quality is not None else {}),
     }
     row.update(tag_columns(extra.get("tags") or {}))
     return row
@@ -97,7 +98,7 @@ def index_folder(
         found = list(scan_folder(music_dir))
         report.found = len(found)
         root = str(music_dir.absolute()).rstrip("/") + "/"
-        known = {r[0]: r[1:] for r in lib.catalog.select("path", "size", "mtime_ns", "status").iter_rows()}
+        known = {r[0]: r[1:] for r in lib.catalog.select("path", "size", "mtime_ns", "status", "audio_hash").iter_rows()}
         staged_files = lib.staged_batches()
         staged = {}
         for p in staged_files:
@@ -110,7 +111,7 @@ def index_folder(
                 report.resumed += 1
             elif key in known and known[key][:2] == (f.size, f.mtime_ns) and not (
                 config.retry_errors and known[key][2] == "error"
-            ):
+            ) and not (known[key][2] == "ok" and known[key][3] is None):  # indexed before quality was measured
                 report.skipped += 1
             else:
                 todo.append(f)
@@ -125,7 +126,7 @@ def index_folder(
         since_commit = 0
         for f, emb, extra, err in embed_stream(
             todo, encoder, path_of=lambda f: f.path, prepare_extra=_extra,
-            workers=config.workers, batch_windows=config.batch_windows,
+            workers=config.workers, batch_windows=config.batch_windows, measure_quality=True,
         ):
             done.append((f, emb, extra, err))
             if emb is not None:

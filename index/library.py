@@ -34,6 +34,9 @@ CATALOG_SCHEMA = {
     "content_hash": pl.String, "duration": pl.Float64, "sample_rate": pl.Int64, "channels": pl.Int64,
     "title": pl.String, "artist": pl.String, "album": pl.String, "genre": pl.String, "date": pl.String,
     "file_tags": pl.String, "tags": pl.String, "status": pl.String, "error": pl.String, "indexed_at": pl.Float64,
+    # embed.quality, measured while decoding (null in catalogs written before it; `tunelens index` fills them)
+    "audio_hash": pl.String, "silence_ratio": pl.Float64, "clipping_ratio": pl.Float64, "lowpass_hz": pl.Float64,
+    "dc_offset": pl.Float64, "side_db": pl.Float64,
     "vec_row": pl.Int64, "window_offset": pl.Int64, "window_count": pl.Int64,
 }
 WINDOW_SCHEMA = {"track_id": pl.String, "window": pl.Int64, "start_s": pl.Float64, "end_s": pl.Float64}
@@ -124,7 +127,12 @@ class Library:
     def catalog(self) -> pl.DataFrame:
         if self._catalog is None:
             path = self.root / "catalog.parquet"
-            self._catalog = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=CATALOG_SCHEMA)
+            if path.exists():
+                cat = pl.read_parquet(path)
+                missing = [pl.lit(None, dtype).alias(c) for c, dtype in CATALOG_SCHEMA.items() if c not in cat.columns]
+                self._catalog = cat.with_columns(missing).select(list(CATALOG_SCHEMA)) if missing else cat
+            else:
+                self._catalog = pl.DataFrame(schema=CATALOG_SCHEMA)
         return self._catalog
 
     @property

@@ -46,3 +46,15 @@ def music_dir(tmp_path) -> Path:
         sf.write(d / f"t{i}.wav", tone(secs, f), 22050)
     sf.write(d / "sub" / "s.flac", tone(9, 660), 22050)
     return d
+
+
+@pytest.fixture(scope="session")
+def demo_music(tmp_path_factory) -> Path:
+    """8 real demo tracks of 20 s rendered from scores (read-only: copy before adding files)."""
+    pytest.importorskip("music21", reason="the demo extra (music21, pretty-midi, tinysoundfont) renders the test corpus")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_demo_corpus import main as make_corpus
+
+    out = tmp_path_factory.mktemp("demo") / "music"
+    assert make_corpus([str(out), "--limit", "8", "--max-seconds", "20"]) == 0
+    return out

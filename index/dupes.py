@@ -1,0 +1,191 @@
+"""Duplicate recordings in a library.
+
+Exact: the same decoded samples (embed.quality's audio hash), so a WAV and its FLAC match. Near: the same
+recording re-encoded, gain-changed, trimmed, resampled or down-mixed. Candidates come from a range search
+of the track index (cosine >= `min_cosine`) and a duration check; each is confirmed by the harmonic
+fingerprint (embed.fingerprint), because two different pieces for the same instruments at the same tempo
+sit just as close in an embedding space. Confirmed pairs are joined into clusters, each with a suggested
+keeper: lossless over lossy, then higher bitrate, then longer.
+
+    duplicates.parquet   one row per track in a cluster: cluster, track_id, keeper, how it matched
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import polars as pl
+
+from index.atomic import atomic_write
+from index.library import Library
+
+LOSSLESS = frozenset({".wav", ".flac", ".aif", ".aiff"})
+DUPES_FILE = "duplicates.parquet"
+DUPES_SCHEMA = {
+    "cluster": pl.Int64, "track_id": pl.String, "rel_path": pl.String, "keeper": pl.Boolean, "matched_by": pl.String,
+    "match": pl.Float64, "lossless": pl.Boolean, "bitrate_kbps": pl.Float64, "duration": pl.Float64,
+}
+
+
+@dataclass(frozen=True)
+class DupesConfig:
+    min_cosine: float = 0.8  # range-search radius over track vectors: only these pairs are looked at
+    max_neighbours: int = 50  # per track, the closest candidates kept
+    max_duration_gap: float = 2.5  # seconds; a copy trimmed by up to 2 s still matches
+    min_harmony: float = 0.93  # chroma agreement that confirms a pair (see embed.fingerprint)
+    min_spectral: float = 0.8  # log-mel agreement that confirms a pair
+    max_shift_s: float = 3.0  # fingerprint offsets tried
+    workers: int = 2  # threads decoding candidates for fingerprints
+
+
+@dataclass
+class DupesResult:
+    clusters: pl.DataFrame  # DUPES_SCHEMA
+    pairs: pl.DataFrame  # a, b (track ids), matched_by, cosine, harmony, spectral, match: every pair confirmed
+    candidates: int  # pairs the fingerprint looked at
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (rel_path, reason)
+    config: DupesConfig = field(default_factory=DupesConfig)
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def _candidate_pairs(lib: Library, cat: pl.DataFrame, config: DupesConfig) -> dict[tuple[int, int], float]:
+    """(vec_row a < b) → cosine, for pairs within the radius and the duration gap."""
+    vecs = np.ascontiguousarray(lib.track_vectors(), dtype=np.float32)
+    index = lib.vector_index.cpu_index  # range search is a CPU feature of faiss
+    durations = np.full(len(vecs), np.nan)
+    durations[cat["vec_row"].to_numpy()] = cat["duration"].to_numpy()
+    out: dict[tuple[int, int], float] = {}
+    for start in range(0, len(vecs), 4096):
+        lims, dist, ids = index.range_search(vecs[start:start + 4096], config.min_cosine)
+        for q in range(len(lims) - 1):
+            a = start + q
+            d, i = dist[lims[q]:lims[q + 1]], ids[lims[q]:lims[q + 1]]
+            order = np.argsort(-d, kind="stable")[: config.max_neighbours + 1]
+            for b, cos in zip(i[order], d[order]):
+                b = int(b)
+                if b != a and abs(durations[a] - durations[b]) <= config.max_duration_gap:
+                    key = (min(a, b), max(a, b))
+                    out[key] = max(out.get(key, -1.0), float(cos))
+    return out
+
+
+def _keeper_order(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.sort(["lossless", "bitrate_kbps", "duration", "rel_path"], descending=[True, True, True, False])
+
+
+def find_duplicates(lib: Library, config: DupesConfig = DupesConfig(), progress: ProgressFn | None = None) -> DupesResult:
+    from embed.audio import error_reason
+    from embed.fingerprint import Fingerprint, fingerprint, match
+
+    cat = lib.ok_tracks()
+    by_row = {r["vec_row"]: r for r in cat.select("vec_row", "track_id", "path", "rel_path", "audio_hash").iter_rows(named=True)}
+    pairs: dict[tuple[int, int], dict] = {}
+    # exact: one decoded-audio hash
+    hashed = cat.filter(pl.col("audio_hash").is_not_null()).group_by("audio_hash").agg(pl.col("vec_row").sort())
+    for rows in hashed["vec_row"]:
+        for b in rows[1:]:
+            pairs[(rows[0], b)] = {"matched_by": "exact", "cosine": None, "harmony": 1.0, "spectral": 1.0, "match": 1.0}
+    candidates = {k: v for k, v in _candidate_pairs(lib, cat, config).items() if k not in pairs}
+    exact_of = {b: a for a, b in pairs}  # a copy's fingerprint is its original's
+    needed = sorted({exact_of.get(r, r) for pair in candidates for r in pair})
+    prints: dict[int, Fingerprint] = {}
+    unreadable: list[tuple[str, str]] = []
+
+    def compute(row: int) -> tuple[int, Fingerprint | None, str | None]:
+        try:
+            return row, fingerprint(by_row[row]["path"]), None
+        except Exception as e:  # a file changed or vanished since indexing: skip it, say why
+            return row, None, error_reason(e)
+
+    with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
+        for n, (row, fp, error) in enumerate(pool.map(compute, needed), 1):
+            if fp is not None:
+                prints[row] = fp
+            else:
+                unreadable.append((by_row[row]["rel_path"], error or "unreadable"))
+            if progress:
+                progress(n, len(needed))
+    for (a, b), cos in candidates.items():
+        fa, fb = prints.get(exact_of.get(a, a)), prints.get(exact_of.get(b, b))
+        if fa is None or fb is None:
+            continue
+        harmony, spectral = match(fa, fb, config.max_shift_s)
+        if harmony >= config.min_harmony and spectral >= config.min_spectral:
+            pairs[(a, b)] = {"matched_by": "near", "cosine": cos, "harmony": round(harmony, 4), "spectral": round(spectral, 4),
+                             "match": round(min(harmony, spectral), 4)}
+
+    # clusters: connected components of confirmed pairs
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        parent[root(a)] = root(b)
+    members: dict[int, list[int]] = {}
+    for r in parent:
+        members.setdefault(root(r), []).append(r)
+    best_match: dict[int, tuple[str, float]] = {}
+    for (a, b), p in pairs.items():
+        for r in (a, b):
+            if r not in best_match or p["match"] > best_match[r][1]:
+                best_match[r] = (p["matched_by"], p["match"])
+    info = cat.with_columns(
+        pl.col("rel_path").map_elements(lambda p: Path(p).suffix.lower() in LOSSLESS, return_dtype=pl.Boolean).alias("lossless"),
+        (pl.col("size") * 8 / pl.col("duration").clip(lower_bound=1e-3) / 1000).round(1).alias("bitrate_kbps"),
+    )
+    frames = []
+    for cid, rows in enumerate(sorted(members.values(), key=lambda rs: min(by_row[r]["rel_path"] for r in rs))):
+        part = _keeper_order(info.filter(pl.col("vec_row").is_in(rows)))
+        part = part.with_columns(
+            pl.lit(cid, pl.Int64).alias("cluster"),
+            (pl.int_range(pl.len()) == 0).alias("keeper"),
+            pl.col("vec_row").replace_strict({r: best_match[r][0] for r in rows}, return_dtype=pl.String).alias("matched_by"),
+            pl.col("vec_row").replace_strict({r: best_match[r][1] for r in rows}, return_dtype=pl.Float64).alias("match"),
+        )
+        frames.append(part.select(list(DUPES_SCHEMA)))
+    clusters = pl.concat(frames) if frames else pl.DataFrame(schema=DUPES_SCHEMA)
+    pair_df = pl.DataFrame(
+        [{"a": by_row[a]["track_id"], "b": by_row[b]["track_id"], **p} for (a, b), p in sorted(pairs.items())],
+        schema={"a": pl.String, "b": pl.String, "matched_by": pl.String, "cosine": pl.Float64, "harmony": pl.Float64,
+                "spectral": pl.Float64, "match": pl.Float64},
+    )
+    return DupesResult(clusters, pair_df, len(candidates), unreadable, config)
+
+
+def save_duplicates(lib: Library, result: DupesResult) -> Path:
+    """Write the clusters beside the catalog, stamped with the library state they were found in."""
+    path = lib.root / DUPES_FILE
+    meta = {"library_updated": lib.manifest.updated, "config": asdict(result.config)}
+    df = result.clusters
+
+    def write(p: Path) -> None:
+        import pyarrow.parquet as pq
+
+        table = df.to_arrow()
+        pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), b"tunelens": json.dumps(meta).encode()}), p)
+
+    atomic_write(path, write)
+    return path
+
+
+def load_duplicates(lib: Library) -> pl.DataFrame | None:
+    """The saved clusters, or None when there are none or the library changed since they were found."""
+    path = lib.root / DUPES_FILE
+    if not path.exists():
+        return None
+    import pyarrow.parquet as pq
+
+    meta = json.loads((pq.read_schema(path).metadata or {}).get(b"tunelens", b"{}"))
+    if meta.get("library_updated") != lib.manifest.updated:
+        return None
+    return pl.read_parquet(path)
