@@ -346,8 +346,6 @@ def agreement(
 ) -> None:
     """Score how well each caption matches its audio under the library's encoder (cosine of the caption's text
     vector and the track's audio vector); low scores point at noisy captions."""
-    import polars as pl
-
     from index import Library
     from index.tracks import track_table
 
