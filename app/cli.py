@@ -239,11 +239,11 @@ def _bar(label: str):
                     console=err)
 
 
-def _duplicates(lib, config=None, refresh: bool = False):
+def _duplicates(lib, config=None):
     """The library's duplicate clusters: the saved ones when still current, else found now and saved."""
     from index.dupes import DupesConfig, find_duplicates, load_duplicates, save_duplicates
 
-    saved = None if refresh or config is not None else load_duplicates(lib)
+    saved = None if config is not None else load_duplicates(lib)
     if saved is not None:
         return saved, None
     with _bar("fingerprinting candidates") as bar:

@@ -110,10 +110,14 @@ def to_mono_resampled(data: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
+def decoded(data: np.ndarray, sr: int, target_sr: int) -> DecodedAudio:
+    """[samples, channels] audio read at `sr` as mono at `target_sr`, remembering where it came from."""
+    return DecodedAudio(to_mono_resampled(data, sr, target_sr), target_sr, sr, int(data.shape[1]))
+
+
 def decode(path: str | Path, target_sr: int) -> DecodedAudio:
     """Decode, mix to mono, resample with soxr. Deterministic: the same file gives the same samples."""
-    data, sr = read_audio(path)
-    return DecodedAudio(to_mono_resampled(data, sr, target_sr), target_sr, sr, int(data.shape[1]))
+    return decoded(*read_audio(path), target_sr)
 
 
 def error_reason(e: Exception) -> str:

@@ -35,13 +35,14 @@ class Fingerprint:
         return len(self.mel) * MEL_HOP * MEL_POOL / SR
 
 
-def fingerprint_samples(mono: np.ndarray, sr: int) -> Fingerprint:
+def fingerprint_samples(data: np.ndarray, sr: int) -> Fingerprint:
+    """The fingerprint of [samples, channels] audio at `sr`."""
     import librosa
     from scipy.ndimage import uniform_filter1d
 
     from embed.audio import to_mono_resampled
 
-    y = to_mono_resampled(mono[:, None], sr, SR)
+    y = to_mono_resampled(data, sr, SR)
     if len(y) < CHROMA_HOP * 4:
         return Fingerprint(np.zeros((0, 12), np.float32), np.zeros((0, N_MELS), np.float32))
     cens = librosa.feature.chroma_cens(y=y, sr=SR, hop_length=CHROMA_HOP, win_len_smooth=21)[:, ::CHROMA_DOWNSAMPLE].T
@@ -58,8 +59,7 @@ def fingerprint(path: str | Path) -> Fingerprint:
     """The fingerprint of an audio file; raises `embed.audio.AudioError` naming why it cannot be read."""
     from embed.audio import read_audio
 
-    data, sr = read_audio(path)
-    return fingerprint_samples(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0], sr)
+    return fingerprint_samples(*read_audio(path))
 
 
 def _best_offset(a: np.ndarray, b: np.ndarray, max_shift: int, min_overlap: float, score) -> float:

@@ -14,7 +14,7 @@ from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 import numpy as np
 
-from embed.audio import DecodedAudio, check_file, error_reason, read_audio, to_mono_resampled
+from embed.audio import DecodedAudio, check_file, decoded, error_reason, read_audio
 from embed.base import AudioTextEncoder, l2_normalize
 from embed.quality import AudioQuality, measure
 from embed.windows import make_windows, pool_track
@@ -68,7 +68,7 @@ def embed_stream(
             data, sr = read_audio(path_of(item))
             if measure_quality:
                 out.quality = measure(data, sr)
-            out.audio = DecodedAudio(to_mono_resampled(data, sr, encoder.sample_rate), encoder.sample_rate, sr, int(data.shape[1]))
+            out.audio = decoded(data, sr, encoder.sample_rate)
             del data
             out.windows, out.starts = make_windows(out.audio.samples, window)
         except Exception as e:  # a broken file, or a decoder bug, must not stop the batch

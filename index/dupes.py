@@ -21,9 +21,10 @@ import numpy as np
 import polars as pl
 
 from index.atomic import atomic_write
+from index.components import Components
 from index.library import Library
+from index.tracks import is_lossless
 
-LOSSLESS = frozenset({".wav", ".flac", ".aif", ".aiff"})
 DUPES_FILE = "duplicates.parquet"
 DUPES_SCHEMA = {
     "cluster": pl.Int64, "track_id": pl.String, "rel_path": pl.String, "keeper": pl.Boolean, "matched_by": pl.String,
@@ -84,7 +85,7 @@ def find_duplicates(lib: Library, config: DupesConfig = DupesConfig(), progress:
     from embed.fingerprint import Fingerprint, fingerprint, match
 
     cat = lib.ok_tracks()
-    by_row = {r["vec_row"]: r for r in cat.select("vec_row", "track_id", "path", "rel_path", "audio_hash").iter_rows(named=True)}
+    by_row = {r["vec_row"]: r for r in cat.select("vec_row", "track_id", "path", "rel_path").iter_rows(named=True)}
     pairs: dict[tuple[int, int], dict] = {}
     # exact: one decoded-audio hash
     hashed = cat.filter(pl.col("audio_hash").is_not_null()).group_by("audio_hash").agg(pl.col("vec_row").sort())
@@ -120,31 +121,20 @@ def find_duplicates(lib: Library, config: DupesConfig = DupesConfig(), progress:
             pairs[(a, b)] = {"matched_by": "near", "cosine": cos, "harmony": round(harmony, 4), "spectral": round(spectral, 4),
                              "match": round(min(harmony, spectral), 4)}
 
-    # clusters: connected components of confirmed pairs
-    parent: dict[int, int] = {}
-
-    def root(x: int) -> int:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    components = Components()
     for a, b in pairs:
-        parent[root(a)] = root(b)
-    members: dict[int, list[int]] = {}
-    for r in parent:
-        members.setdefault(root(r), []).append(r)
+        components.link(a, b)
     best_match: dict[int, tuple[str, float]] = {}
     for (a, b), p in pairs.items():
         for r in (a, b):
             if r not in best_match or p["match"] > best_match[r][1]:
                 best_match[r] = (p["matched_by"], p["match"])
     info = cat.with_columns(
-        pl.col("rel_path").map_elements(lambda p: Path(p).suffix.lower() in LOSSLESS, return_dtype=pl.Boolean).alias("lossless"),
+        is_lossless().alias("lossless"),
         (pl.col("size") * 8 / pl.col("duration").clip(lower_bound=1e-3) / 1000).round(1).alias("bitrate_kbps"),
     )
     frames = []
-    for cid, rows in enumerate(sorted(members.values(), key=lambda rs: min(by_row[r]["rel_path"] for r in rs))):
+    for cid, rows in enumerate(sorted(components.groups(), key=lambda rs: min(by_row[r]["rel_path"] for r in rs))):
         part = _keeper_order(info.filter(pl.col("vec_row").is_in(rows)))
         part = part.with_columns(
             pl.lit(cid, pl.Int64).alias("cluster"),

@@ -28,6 +28,7 @@ from typing import Callable
 
 import polars as pl
 
+from index.components import Components
 from index.library import Library
 from index.tracks import QUALITY_FLAGS, track_table
 
@@ -84,24 +85,18 @@ def parse_split(text: str) -> tuple[float, ...]:
 
 def _groups(rows: pl.DataFrame) -> list[int]:
     """A group number per row: rows sharing a duplicate cluster or an artist share a group."""
-    parent = list(range(len(rows)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    components = Components()
     for key in ("cluster", "artist_key"):
         first: dict = {}
         for i, value in enumerate(rows[key].to_list()):
+            components.root(i)
             if value is None:
                 continue
             if value in first:
-                parent[root(i)] = root(first[value])
+                components.link(i, first[value])
             else:
                 first[value] = i
-    return [root(i) for i in range(len(rows))]
+    return [components.root(i) for i in range(len(rows))]
 
 
 def assign_splits(rows: pl.DataFrame, shares: tuple[float, ...], seed: int) -> pl.DataFrame:

@@ -48,11 +48,15 @@ class QualityThresholds:
     max_side_db: float = -60.0  # a stereo file whose side channel is this quiet is mono
 
 
+def is_lossless() -> pl.Expr:
+    """True where the file's container is lossless, by its `rel_path` suffix."""
+    name = pl.col("rel_path").str.to_lowercase()
+    return pl.any_horizontal([name.str.ends_with(suffix) for suffix in LOSSLESS_SUFFIXES])
+
+
 def quality_flag_columns(th: QualityThresholds = QualityThresholds()) -> list[pl.Expr]:
     """One boolean `flag_<name>` column per quality flag, and `quality_flags`: the list of names raised."""
-    lossless = pl.col("rel_path").str.to_lowercase().str.ends_with(LOSSLESS_SUFFIXES[0])
-    for suffix in LOSSLESS_SUFFIXES[1:]:
-        lossless = lossless | pl.col("rel_path").str.to_lowercase().str.ends_with(suffix)
+    lossless = is_lossless()
     flags = {
         "silent": pl.col("silence_ratio") > th.max_silence,
         "clipped": pl.col("clipping_ratio") > th.max_clipping,
