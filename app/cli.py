@@ -31,11 +31,12 @@ DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
 def _friendly_errors() -> Iterator[None]:
     """Known failures become one sentence on stderr and exit code 2, not a traceback."""
     from embed.base import ModelUnavailableError
+    from embed.ray_engine import EngineUnavailableError
     from index.library import LibraryError
 
     try:
         yield
-    except (LibraryError, ModelUnavailableError, FileNotFoundError, ValueError) as e:
+    except (LibraryError, ModelUnavailableError, EngineUnavailableError, FileNotFoundError, ValueError, ImportError) as e:
         err.print(f"[bold red]error:[/] {e}")
         raise typer.Exit(2)
     except KeyboardInterrupt:
@@ -67,17 +68,42 @@ def index(
     batch_windows: int = typer.Option(16, help="Windows per model call."),
     retry_errors: bool = typer.Option(False, help="Try files that failed before again, even if unchanged."),
     batch_files: int = typer.Option(32, help="Files per saved batch: at most this much work is lost if killed."),
+    processes: Optional[int] = typer.Option(
+        None, help="Worker processes, each decoding and embedding whole files (CPU). Default: one per core "
+                   "when the model runs on the CPU, none on a GPU. 0 runs everything in this process."),
+    engine: str = typer.Option("local", help="local, or ray to run on a Ray cluster (pip install 'tunelens[ray]')."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (auto = the cluster this machine is in); "
+                                                     "without it a local Ray is started."),
+    index_type: Optional[str] = typer.Option(
+        None, "--index", help="FAISS index: auto, flat, ivf, ivfpq or hnsw. Default: what the library used before (auto)."),
+    max_memory: Optional[str] = typer.Option(None, help="Memory the index may take, e.g. 4GB (auto picks under it)."),
 ) -> None:
     """Index MUSIC_DIR into a library; re-running adds new files, drops deleted ones, skips unchanged ones."""
+    import os
+
+    from index.ann import IndexChoice, parse_memory
     from index.indexer import IndexConfig, index_folder
     from index.library import Library
 
     with _friendly_errors():
-        if model is None and (library / "manifest.json").exists():
-            model = Library.open(library).manifest.pipeline.model
+        choice = None
+        previous = Library.open(library) if (library / "manifest.json").exists() else None
+        if model is None and previous is not None:
+            model = previous.manifest.pipeline.model
+        if index_type is not None or max_memory is not None:
+            base = previous.index_choice() if previous is not None else IndexChoice()
+            choice = IndexChoice(
+                kind=index_type or base.kind, max_memory=parse_memory(max_memory) if max_memory else base.max_memory,
+                target_recall=base.target_recall,
+            )
         encoder = _encoder(model, device, batch_windows)
+        if processes is None:
+            on_cpu = not str(getattr(encoder, "device", "cpu")).startswith("cuda")
+            processes = (os.cpu_count() or 1) if on_cpu and (os.cpu_count() or 1) > 1 else 0
         config = IndexConfig(
             workers=workers, batch_windows=batch_windows, retry_errors=retry_errors, batch_files=batch_files,
+            processes=processes if engine == "local" else (processes or 0), engine=engine, ray_address=address,
+            index=choice,
         )
         started = time.time()
         with Progress(
@@ -101,6 +127,11 @@ def index(
     ]:
         table.add_row(k, str(v))
     console.print(table)
+    if report.library_tracks:
+        from index.ann import info_summary
+
+        idx = Library.open(library).manifest.index
+        console.print(f"track index: {info_summary(idx.get('tracks', {}))}; window index: {info_summary(idx.get('windows', {}))}")
     for rel, reason in report.failed[:50]:
         console.print(f"  [red]failed[/] {rel}: {reason}")
     if len(report.failed) > 50:
@@ -134,13 +165,15 @@ def search(
     k: int = typer.Option(10, "-k", help="Number of results."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
     device: str = DeviceOpt,
+    moments: bool = typer.Option(False, "--moments", help="Search every 10 s window of the library, not whole "
+                                                           "tracks: the best moments, at most one per track."),
 ) -> None:
-    """Find tracks that match a text description."""
-    from index.search import search_text
+    """Find tracks (or moments in tracks) that match a text description."""
+    from index.search import search_moments, search_text
 
     with _friendly_errors():
         lib, encoder = _library_encoder(library, device)
-        hits = search_text(lib, encoder, query, k)
+        hits = (search_moments if moments else search_text)(lib, encoder, query, k)
     _print_hits(hits, as_json, f"“{query}”")
 
 
@@ -169,6 +202,7 @@ def info(library: Path = LibraryOpt, as_json: bool = typer.Option(False, "--json
     import polars as pl
 
     from index import Library
+    from index.ann import info_summary
 
     with _friendly_errors():
         lib = Library.open(library)
@@ -192,7 +226,8 @@ def info(library: Path = LibraryOpt, as_json: bool = typer.Option(False, "--json
         ("failed files", summary["failed"]), ("model", p.model), ("encoder version", p.encoder_version),
         ("pipeline", f"v{p.pipeline_version}: {p.sample_rate} Hz, {p.window_seconds:g} s windows, "
                      f"{p.short_padding}-padded, {p.pooling}, dim {p.dim}"),
-        ("index", json.dumps(lib.manifest.index)),
+        ("track index", info_summary(lib.manifest.index.get("tracks") or {})),
+        ("window index", info_summary(lib.manifest.index.get("windows") or {})),
     ]:
         table.add_row(k, str(v))
     console.print(table)

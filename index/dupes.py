@@ -57,18 +57,16 @@ ProgressFn = Callable[[int, int], None]
 
 def _candidate_pairs(lib: Library, cat: pl.DataFrame, config: DupesConfig) -> dict[tuple[int, int], float]:
     """(vec_row a < b) → cosine, for pairs within the radius and the duration gap."""
-    vecs = np.ascontiguousarray(lib.track_vectors(), dtype=np.float32)
-    index = lib.vector_index.cpu_index  # range search is a CPU feature of faiss
+    vecs = lib.track_vectors()
+    index = lib.vector_index
     durations = np.full(len(vecs), np.nan)
     durations[cat["vec_row"].to_numpy()] = cat["duration"].to_numpy()
     out: dict[tuple[int, int], float] = {}
     for start in range(0, len(vecs), 4096):
-        lims, dist, ids = index.range_search(vecs[start:start + 4096], config.min_cosine)
-        for q in range(len(lims) - 1):
+        found = index.neighbours_within(np.asarray(vecs[start:start + 4096]), config.min_cosine, config.max_neighbours + 1)
+        for q, (rows, scores) in enumerate(found):
             a = start + q
-            d, i = dist[lims[q]:lims[q + 1]], ids[lims[q]:lims[q + 1]]
-            order = np.argsort(-d, kind="stable")[: config.max_neighbours + 1]
-            for b, cos in zip(i[order], d[order]):
+            for b, cos in zip(rows, scores):
                 b = int(b)
                 if b != a and abs(durations[a] - durations[b]) <= config.max_duration_gap:
                     key = (min(a, b), max(a, b))

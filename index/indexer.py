@@ -7,13 +7,15 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import polars as pl
 
-from embed.base import AudioTextEncoder, PipelineSpec
+from embed.base import AudioTextEncoder, EncoderOptions, PipelineSpec
+from embed.parallel import WorkerSpec, embed_processes
 from embed.pipeline import embed_stream
+from index.ann import IndexChoice
 from index.library import Library, StagedBatch
 from index.scan import FoundFile, content_hash, read_file_tags, scan_folder, tag_columns, track_id_for
 
@@ -22,9 +24,13 @@ from index.scan import FoundFile, content_hash, read_file_tags, scan_folder, tag
 class IndexConfig:
     batch_files: int = 32  # files per staged batch: what a kill can lose
     commit_every: int = 2000  # files between commits, bounding what staging holds
-    workers: int = 2  # decoding threads
+    workers: int = 2  # decoding threads (in-process engine)
     batch_windows: int = 16  # windows per model call
     retry_errors: bool = False  # re-try files that failed before even when unchanged
+    processes: int = 0  # worker processes each decoding and embedding whole files (CPU); 0 = in this process
+    engine: str = "local"  # "local" | "ray" (Ray Data actors; see embed.ray_engine)
+    ray_address: str | None = None  # a running Ray cluster ("auto"), or None to start a local one
+    index: IndexChoice | None = None  # which FAISS indexes to build; None keeps what the library asked for before
 
 
 @dataclass
@@ -41,6 +47,10 @@ class IndexReport:
 
 
 ProgressFn = Callable[[int, int, float], None]  # (files done, files to do, audio seconds done)
+
+
+def _path(f: FoundFile) -> Path:
+    return f.path
 
 
 def _extra(f: FoundFile) -> dict:
@@ -84,6 +94,30 @@ def _stage(lib: Library, done: list, names: list[str] | None) -> Path:
     return lib.stage(batch)
 
 
+def _embedded(todo: list[FoundFile], encoder: AudioTextEncoder, config: IndexConfig) -> Iterator:
+    """(file, embedding or None, extra, error) for every file to do, from the engine the config names."""
+    if config.engine not in ("local", "ray"):
+        raise ValueError(f"unknown engine {config.engine!r}; use local or ray")
+    if config.engine == "ray" or config.processes > 0:
+        on_gpu = str(getattr(encoder, "device", "cpu")).startswith("cuda")
+        if config.engine == "local" and on_gpu:
+            raise ValueError("worker processes embed on the CPU; with a GPU leave processes at 0 (decoding threads feed the GPU)")
+        spec = WorkerSpec(
+            encoder.name, EncoderOptions(device="cuda" if on_gpu else "cpu", batch_size=getattr(encoder, "batch_size", 16)),
+            batch_windows=config.batch_windows, measure_quality=True,
+        )
+        if config.engine == "ray":
+            from embed.ray_engine import embed_ray
+
+            return embed_ray(todo, spec, address=config.ray_address, actors=config.processes or None,
+                             path_of=_path, prepare_extra=_extra)
+        return embed_processes(todo, spec, config.processes, path_of=_path, prepare_extra=_extra)
+    return embed_stream(
+        todo, encoder, path_of=_path, prepare_extra=_extra,
+        workers=config.workers, batch_windows=config.batch_windows, measure_quality=True,
+    )
+
+
 def index_folder(
     library: str | Path, music_dir: str | Path, encoder: AudioTextEncoder,
     config: IndexConfig = IndexConfig(), progress: ProgressFn | None = None, precision: str = "fp32",
@@ -124,10 +158,7 @@ def index_folder(
         done: list = []
         new_batches: list[Path] = []
         since_commit = 0
-        for f, emb, extra, err in embed_stream(
-            todo, encoder, path_of=lambda f: f.path, prepare_extra=_extra,
-            workers=config.workers, batch_windows=config.batch_windows, measure_quality=True,
-        ):
+        for f, emb, extra, err in _embedded(todo, encoder, config):
             done.append((f, emb, extra, err))
             if emb is not None:
                 report.indexed += 1
@@ -139,15 +170,16 @@ def index_folder(
                 since_commit += len(done)
                 done = []
             if since_commit >= config.commit_every:
-                lib.commit(removed, lib.staged_batches())
+                lib.commit(removed, lib.staged_batches(), config.index)
                 removed, since_commit = set(), 0
             if progress:
                 progress(report.indexed + len(report.failed), len(todo), report.audio_seconds)
         if done:
             new_batches.append(_stage(lib, done, names))
         batches = lib.staged_batches()
-        if batches or removed:
-            lib.commit(removed, batches)
+        rechoose = config.index is not None and config.index.request() != lib.manifest.index.get("request")
+        if batches or removed or rechoose:
+            lib.commit(removed, batches, config.index)
         report.library_tracks = int((lib.catalog["status"] == "ok").sum())
     report.seconds = time.time() - t0
     return report

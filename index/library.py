@@ -5,7 +5,8 @@
     tracks.npy        [tracks, dim] L2-normalised track vectors; row = catalog.vec_row
     windows.npy       [windows, dim] L2-normalised 10 s window vectors ("find the moment")
     windows.parquet   track_id, window, start_s, end_s for each row of windows.npy
-    tracks.faiss      FAISS index over tracks.npy
+    tracks.faiss      FAISS index over tracks.npy (flat, IVF, IVF-PQ or HNSW: see manifest.json "index")
+    windows.faiss     FAISS index over windows.npy, chosen the same way
     staging/          finished batches of a run not yet committed (a killed run resumes from them)
 
 A commit writes every new file as `NAME.tmp`, then a `COMMIT.json` journal naming the renames, then renames.
@@ -25,9 +26,10 @@ import numpy as np
 import polars as pl
 
 from embed.base import PipelineSpec
+from index.ann import IndexChoice, build
 from index.atomic import atomic_write_json, save_npy, tmp_path, write_tmp
 from index.manifest import Manifest
-from index.vector_index import VectorIndex
+from index.vector_index import VectorIndex, gpu_count
 
 CATALOG_SCHEMA = {
     "track_id": pl.String, "path": pl.String, "rel_path": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64,
@@ -84,6 +86,7 @@ class Library:
         self.manifest = manifest
         self._catalog: pl.DataFrame | None = None
         self._index: VectorIndex | None = None
+        self._window_index: VectorIndex | None = None
 
     # -- opening -------------------------------------------------------------------------------------------
     @classmethod
@@ -151,10 +154,31 @@ class Library:
 
     @property
     def vector_index(self) -> VectorIndex:
+        """The track index, with the search settings tuned when it was built."""
         if self._index is None:
-            path = self.root / "tracks.faiss"
-            self._index = VectorIndex.load(path) if path.exists() else VectorIndex.build(np.zeros((0, self.dim), np.float32))
+            self._index = self._load_index("tracks", self.track_vectors())
         return self._index
+
+    @property
+    def window_index(self) -> VectorIndex:
+        """The index over every 10 s window ("find the moment" across the whole library)."""
+        if self._window_index is None:
+            self._window_index = self._load_index("windows", self.window_vectors())
+        return self._window_index
+
+    def _load_index(self, name: str, vectors: np.ndarray) -> VectorIndex:
+        path = self.root / f"{name}.faiss"
+        if not path.exists():
+            if len(vectors):  # a library from before window indexes: search its vectors exactly
+                return VectorIndex.build(np.asarray(vectors))
+            return VectorIndex.build(np.zeros((0, self.dim), np.float32))
+        info = self.manifest.index.get(name)
+        return VectorIndex.load(path, info if isinstance(info, dict) else {}, vectors)
+
+    def index_choice(self) -> IndexChoice:
+        """The index the library was asked to keep (stored in the manifest; `tunelens index --index` changes it)."""
+        req = self.manifest.index.get("request") or {}
+        return IndexChoice(**{k: req[k] for k in ("kind", "max_memory", "target_recall") if k in req})
 
     def ok_tracks(self) -> pl.DataFrame:
         return self.catalog.filter(pl.col("status") == "ok").sort("vec_row")
@@ -176,8 +200,10 @@ class Library:
         batch.save(path)
         return path
 
-    def commit(self, removed_paths: set[str], batch_files: list[Path]) -> None:
-        """Merge staged batches into the library, drop `removed_paths`, and swap all files in at once."""
+    def commit(self, removed_paths: set[str], batch_files: list[Path], choice: IndexChoice | None = None) -> None:
+        """Merge staged batches into the library, drop `removed_paths`, rebuild the indexes (as `choice` asks, or
+        as the manifest asked before), and swap all files in at once."""
+        choice = choice or self.index_choice()
         batches = [StagedBatch.load(p) for p in batch_files]
         old = self.catalog
         staged_rows = [r for b in batches for r in b.rows]
@@ -243,12 +269,15 @@ class Library:
         ).select(list(CATALOG_SCHEMA))
         manifest = self.manifest
         manifest.updated = time.time()
-        manifest.index = {"type": "flat-ip", "tracks": len(ok_paths), "windows": int(total_w)}
+        gpu = gpu_count() > 0
+        built = {"tracks": build(tracks, choice, gpu), "windows": build(windows, choice, gpu)}
+        manifest.index = {"request": choice.request(), **{name: b.info for name, b in built.items()}}
         writes = {
             "tracks.npy": lambda p: save_npy(p, tracks),
             "windows.npy": lambda p: save_npy(p, windows),
             "windows.parquet": lambda p: wtab.write_parquet(p),
-            "tracks.faiss": lambda p: VectorIndex.build(tracks, use_gpu=False).save(p),
+            "tracks.faiss": lambda p: VectorIndex(built["tracks"].index, use_gpu=False).save(p),
+            "windows.faiss": lambda p: VectorIndex(built["windows"].index, use_gpu=False).save(p),
             "catalog.parquet": lambda p: merged.write_parquet(p),
             "manifest.json": lambda p: p.write_text(json.dumps(manifest.to_dict(), indent=1, sort_keys=True)),
         }
@@ -258,7 +287,7 @@ class Library:
             "renames": list(writes), "remove": [str(p.relative_to(self.root)) for p in batch_files],
         })
         _finish_commit(self.root)
-        self._catalog, self._index = None, None
+        self._catalog, self._index, self._window_index = None, None, None
 
 
 def _load_vectors(path: Path, dim: int) -> np.ndarray:

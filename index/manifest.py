@@ -18,7 +18,7 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
-    index: dict = field(default_factory=lambda: {"type": "flat-ip"})
+    index: dict = field(default_factory=dict)  # the index request and what was built (index.ann)
 
     def to_dict(self) -> dict:
         return {
@@ -32,5 +32,5 @@ class Manifest:
         return cls(
             pipeline=PipelineSpec.from_dict(d["pipeline"]), precision=d.get("precision", "fp32"),
             format_version=d.get("format_version", 1), created=d.get("created", 0.0),
-            updated=d.get("updated", 0.0), index=d.get("index", {"type": "flat-ip"}),
+            updated=d.get("updated", 0.0), index=d.get("index", {}),
         )

@@ -81,6 +81,44 @@ def search_text(lib: Library, encoder: AudioTextEncoder, text: str, k: int = 10,
     return search_vector(lib, encoder.embed_text([text[:MAX_QUERY_CHARS]])[0], k, allowed=allowed)
 
 
+def search_moments(lib: Library, encoder: AudioTextEncoder, text: str, k: int = 10) -> list[Hit]:
+    """The k best-matching 10 s windows across the library, at most one per track, from the window index."""
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("the query is empty; describe the moment you want, e.g. \"choir enters\"")
+    lib.check_pipeline(PipelineSpec.for_encoder(encoder))
+    index = lib.window_index
+    if index.ntotal == 0:
+        return []
+    query = encoder.embed_text([text[:MAX_QUERY_CHARS]])[0]
+    ok = lib.ok_tracks()
+    offsets = ok["window_offset"].to_numpy()
+    wtab = lib.windows_table()
+    depth = min(index.ntotal, 8 * k)
+    while True:
+        scores, rows = index.search(query[None, :], depth)
+        hits: list[Hit] = []
+        seen: set[int] = set()
+        for score, w in zip(scores[0], rows[0]):
+            if w < 0:
+                continue
+            t_row = int(np.searchsorted(offsets, w, side="right")) - 1
+            if t_row in seen:
+                continue
+            seen.add(t_row)
+            t = ok.row(t_row, named=True)
+            hits.append(Hit(
+                rank=len(hits) + 1, score=float(score), track_id=t["track_id"], path=t["path"], rel_path=t["rel_path"],
+                title=t["title"], artist=t["artist"], duration=float(t["duration"]),
+                best_start_s=float(wtab["start_s"][int(w)]), best_end_s=float(wtab["end_s"][int(w)]),
+            ))
+            if len(hits) >= k:
+                return hits
+        if depth >= index.ntotal:
+            return hits
+        depth = min(index.ntotal, depth * 4)
+
+
 def find_track(lib: Library, ref: str) -> dict | None:
     """A catalog row by track id, absolute path or path relative to the music folder."""
     cat = lib.catalog

@@ -1,9 +1,11 @@
 """Indexing throughput and search latency.
 
-    python scripts/bench_index.py DEMO_DIR [--models musicnn,tiny-clap,default-clap] [--max-files N]
+    python scripts/bench_index.py DEMO_DIR [--models musicnn,tiny-clap,default-clap] [--processes 0,1,2]
 
-For each model: files/s and x-realtime for indexing DEMO_DIR into a fresh library (decoding included),
-then p50/p99 latency of 1,000 text queries (text encoder + FAISS search + best window).
+For each model and engine setting: files/s and x-realtime for indexing DEMO_DIR into a fresh library
+(decoding, quality measures and the commit included), then p50/p99 latency of 1,000 text queries (text
+encoder + FAISS search + best window). `processes` 0 is one process (decoding threads feeding a
+multi-threaded model); N > 0 is N worker processes each decoding and embedding with a one-thread model.
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("music", type=Path)
     ap.add_argument("--models", default="musicnn,tiny-clap,default-clap")
     ap.add_argument("--max-files", type=int, default=0, help="index only the first N files (for slow models)")
-    ap.add_argument("--workers", default="2", help="decoding threads, comma-separated to compare")
+    ap.add_argument("--workers", type=int, default=2, help="decoding threads of the in-process engine")
+    ap.add_argument("--processes", default="0,1,2", help="worker processes, comma-separated to compare")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copy(f, music / f.parent.name / f.name)
     rng = np.random.default_rng(0)
     queries = [" ".join(rng.choice(WORDS, size=rng.integers(1, 4))) for _ in range(args.queries)]
-    print(f"{'model':<16}{'workers':>8}{'files':>7}{'audio h':>9}{'files/s':>9}{'x realtime':>12}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"{'model':<16}{'procs':>8}{'files':>7}{'audio h':>9}{'files/s':>9}{'x realtime':>12}{'p50 ms':>9}{'p99 ms':>9}")
     for name in args.models.split(","):
         if name == "tiny-clap":
             spec = f"clap:{make_random_clap(tmp / 'tiny')}"
@@ -55,10 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             spec = name
         encoder = load_encoder(spec, EncoderOptions(device=args.device))
-        for workers in (int(w) for w in args.workers.split(",")):
-            lib_dir = tmp / f"lib-{name}-{workers}"
+        for procs in (int(w) for w in args.processes.split(",")):
+            lib_dir = tmp / f"lib-{name}-{procs}"
             t = time.perf_counter()
-            report = index_folder(lib_dir, music, encoder, IndexConfig(workers=workers))
+            report = index_folder(lib_dir, music, encoder, IndexConfig(workers=args.workers, processes=procs))
             dt = time.perf_counter() - t
             lib = Library.open(lib_dir)
             search_text(lib, encoder, "warm up", k=10)
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 search_text(lib, encoder, q, k=10)
                 lat.append((time.perf_counter() - t) * 1000)
-            print(f"{name:<16}{workers:>8}{report.indexed:>7}{report.audio_seconds / 3600:>9.2f}{report.indexed / dt:>9.2f}"
+            print(f"{name:<16}{procs:>8}{report.indexed:>7}{report.audio_seconds / 3600:>9.2f}{report.indexed / dt:>9.2f}"
                   f"{report.audio_seconds / dt:>12.1f}{np.percentile(lat, 50):>9.2f}{np.percentile(lat, 99):>9.2f}", flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
