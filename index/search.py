@@ -31,6 +31,22 @@ class Hit:
         return asdict(self)
 
 
+def _hit(track: dict, rank: int, score: float, wtab: pl.DataFrame, window_row: int) -> Hit:
+    return Hit(
+        rank=rank, score=score, track_id=track["track_id"], path=track["path"], rel_path=track["rel_path"],
+        title=track["title"], artist=track["artist"], duration=float(track["duration"]),
+        best_start_s=float(wtab["start_s"][window_row]), best_end_s=float(wtab["end_s"][window_row]),
+    )
+
+
+def _query_vector(lib: Library, encoder: AudioTextEncoder, text: str) -> np.ndarray:
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("the query is empty; describe the music you want, e.g. \"slow solo piano\"")
+    lib.check_pipeline(PipelineSpec.for_encoder(encoder))
+    return encoder.embed_text([text[:MAX_QUERY_CHARS]])[0]
+
+
 def _hits(lib: Library, query: np.ndarray, scores: np.ndarray, rows: np.ndarray, exclude: set[str],
           allowed: set[str] | None = None, k: int | None = None) -> list[Hit]:
     ok = lib.ok_tracks()
@@ -47,12 +63,7 @@ def _hits(lib: Library, query: np.ndarray, scores: np.ndarray, rows: np.ndarray,
             break
         off, cnt = t["window_offset"], t["window_count"]
         w = np.asarray(windows[off:off + cnt]) @ query
-        best = off + int(np.argmax(w))
-        hits.append(Hit(
-            rank=len(hits) + 1, score=float(score), track_id=t["track_id"], path=t["path"], rel_path=t["rel_path"],
-            title=t["title"], artist=t["artist"], duration=float(t["duration"]),
-            best_start_s=float(wtab["start_s"][best]), best_end_s=float(wtab["end_s"][best]),
-        ))
+        hits.append(_hit(t, len(hits) + 1, float(score), wtab, off + int(np.argmax(w))))
     return hits
 
 
@@ -74,23 +85,15 @@ def search_vector(lib: Library, query: np.ndarray, k: int = 10, exclude: set[str
 
 def search_text(lib: Library, encoder: AudioTextEncoder, text: str, k: int = 10,
                 allowed: set[str] | None = None) -> list[Hit]:
-    text = (text or "").strip()
-    if not text:
-        raise ValueError("the query is empty; describe the music you want, e.g. \"slow solo piano\"")
-    lib.check_pipeline(PipelineSpec.for_encoder(encoder))
-    return search_vector(lib, encoder.embed_text([text[:MAX_QUERY_CHARS]])[0], k, allowed=allowed)
+    return search_vector(lib, _query_vector(lib, encoder, text), k, allowed=allowed)
 
 
 def search_moments(lib: Library, encoder: AudioTextEncoder, text: str, k: int = 10) -> list[Hit]:
     """The k best-matching 10 s windows across the library, at most one per track, from the window index."""
-    text = (text or "").strip()
-    if not text:
-        raise ValueError("the query is empty; describe the moment you want, e.g. \"choir enters\"")
-    lib.check_pipeline(PipelineSpec.for_encoder(encoder))
+    query = _query_vector(lib, encoder, text)
     index = lib.window_index
     if index.ntotal == 0:
         return []
-    query = encoder.embed_text([text[:MAX_QUERY_CHARS]])[0]
     ok = lib.ok_tracks()
     offsets = ok["window_offset"].to_numpy()
     wtab = lib.windows_table()
@@ -106,12 +109,7 @@ def search_moments(lib: Library, encoder: AudioTextEncoder, text: str, k: int = 
             if t_row in seen:
                 continue
             seen.add(t_row)
-            t = ok.row(t_row, named=True)
-            hits.append(Hit(
-                rank=len(hits) + 1, score=float(score), track_id=t["track_id"], path=t["path"], rel_path=t["rel_path"],
-                title=t["title"], artist=t["artist"], duration=float(t["duration"]),
-                best_start_s=float(wtab["start_s"][int(w)]), best_end_s=float(wtab["end_s"][int(w)]),
-            ))
+            hits.append(_hit(ok.row(t_row, named=True), len(hits) + 1, float(score), wtab, int(w)))
             if len(hits) >= k:
                 return hits
         if depth >= index.ntotal:
