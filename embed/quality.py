@@ -76,17 +76,11 @@ def lowpass_cutoff(mono: np.ndarray, sr: int) -> float | None:
     df = f[1] - f[0]
     guard = max(1, int(round(LOWPASS_GUARD_HZ / df)))
     below = max(1, int(round(1500.0 / df)))
-    # max of everything above each bin, computed from the right
-    above_max = np.maximum.accumulate(db[::-1])[::-1]
-    best = None
-    for i in range(below, len(db) - guard - 1):
-        if f[i] < 1000.0:
-            continue
-        level = float(np.median(db[i - below:i + 1]))
-        if level < -100.0:  # nothing but the digital floor here
-            continue
-        if level - above_max[i + guard] >= LOWPASS_DROP_DB:
-            best = i
+    above_max = np.maximum.accumulate(db[::-1])[::-1]  # max of everything above each bin
+    bins = np.arange(below, len(db) - guard - 1)
+    level = np.median(np.lib.stride_tricks.sliding_window_view(db, below + 1), axis=1)[bins - below]
+    cliff = (f[bins] >= 1000.0) & (level >= -100.0) & (level - above_max[bins + guard] >= LOWPASS_DROP_DB)
+    best = int(bins[cliff][-1]) if cliff.any() else None  # -100 dB: nothing but the digital floor there
     if best is None:
         return None
     # report where the spectrum falls 6 dB under the pass band just below the cliff

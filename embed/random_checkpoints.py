@@ -49,8 +49,9 @@ def _train_tokenizer():
     )
 
 
-def make_random_clap(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path:
-    """Write a random-weight `ClapModel` + processor to `folder`. `size` is "tiny" or "default"."""
+def make_random_clap(folder: str | Path, size: str = "tiny", seed: int = 0, window_seconds: float = 10.0) -> Path:
+    """Write a random-weight `ClapModel` + processor to `folder`. `size` is "tiny" or "default"; a shorter
+    `window_seconds` makes a cheaper model for pipeline tests (the audio tower stretches short inputs)."""
     import torch
     from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor
 
@@ -68,6 +69,8 @@ def make_random_clap(folder: str | Path, size: str = "tiny", seed: int = 0) -> P
     torch.manual_seed(seed)
     model = ClapModel(config).eval()
     model.save_pretrained(folder)
-    extractor = ClapFeatureExtractor(feature_size=config.audio_config.num_mel_bins, truncation="rand_trunc")
+    extractor = ClapFeatureExtractor(
+        feature_size=config.audio_config.num_mel_bins, truncation="rand_trunc", max_length_s=window_seconds,
+    )
     ClapProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
