@@ -13,7 +13,7 @@ from caption import evidence as E
 from caption.evidence import CAPTION_THRESHOLDS, Evidence, Thresholds
 
 NAME = "describe"
-VERSION = "describe-2"
+VERSION = "describe-3"  # 3: the description also lists "possible" judgements
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """What the evidence of one track supports: judgements shared by the captioner and music QA.
 
-Every judgement carries a strength: "clear" (stated plainly), "likely" (stated with a hedge) or absent
-(not stated). Thresholds on tagger probabilities and measured descriptors were set on the demo corpus
+Every judgement carries a strength: "clear" (stated plainly), "likely" (stated with a hedge), "possible"
+(the best reading of weak evidence: given only when asked, with a low confidence) or absent (not stated). Thresholds on tagger probabilities and measured descriptors were set on the demo corpus
 (`scripts/eval_captions.py` figures). Captions state facts unprompted, so they use stricter thresholds
 (`CAPTION_THRESHOLDS`) than answers to a question, which carry their confidence with them.
 """
@@ -39,6 +39,7 @@ class Thresholds:
     """Tuned on the demo corpus (see scripts/eval_captions.py --tune)."""
     instrument_clear: float = 0.6
     instrument_likely: float = 0.4
+    instrument_possible: float = 0.15  # the strongest instrument tag, if no other reaches `instrument_likely`
     genre_clear: float = 0.5
     genre_likely: float = 0.3
     mood_likely: float = 0.3
@@ -46,9 +47,11 @@ class Thresholds:
     vocals_likely: float = 0.25
     no_vocals: float = 0.1  # every vocal tag below this: clearly no singing
     tempo_confidence: float = 0.3  # below: tempo is hedged
-    tempo_min_confidence: float = 0.15  # below: tempo is not stated
+    tempo_min_confidence: float = 0.15  # below: tempo is only "possible"
+    tempo_possible: float = 0.0
     key_clear: float = 0.15  # correlation margin over the runner-up key
     key_likely: float = 0.05
+    key_possible: float = 0.0  # asked for the key, the best-fitting one is given however small its margin
     slow_below: float = 80.0
     fast_above: float = 110.0
 
@@ -56,14 +59,15 @@ class Thresholds:
 # Set so that at most ~10% of demo-corpus captions state a contradicted instrument, tempo class or key:
 # the taggers confuse brass and organ with violin below 0.7, and keys or tempi with a small margin are
 # often a fifth or an octave off.
-CAPTION_THRESHOLDS = Thresholds(instrument_clear=0.7, instrument_likely=0.7, key_likely=0.15, key_clear=0.2,
-                                tempo_min_confidence=0.6, tempo_confidence=0.6)
+CAPTION_THRESHOLDS = Thresholds(instrument_clear=0.7, instrument_likely=0.7, instrument_possible=0.7, key_likely=0.15,
+                                key_possible=0.15, key_clear=0.2, tempo_min_confidence=0.6, tempo_confidence=0.6,
+                                tempo_possible=0.6)
 
 
 @dataclass
 class Judgement:
     value: object
-    strength: str  # "clear" | "likely"
+    strength: str  # "clear" | "likely" | "possible"
     evidence: str
     score: float = 0.0  # the probability or measure it rests on, for ranking judgements of one kind
 
@@ -89,12 +93,23 @@ def _p(ev: Evidence, tag: str) -> float:
     return float(ev.tags.get(tag, 0.0))
 
 
+def _strength(x: float, clear: float, likely: float, possible: float | None = None) -> str | None:
+    return "clear" if x >= clear else "likely" if x >= likely else "possible" if possible is not None and x >= possible else None
+
+
+def instrument(ev: Evidence, tag: str, th: Thresholds = Thresholds()) -> Judgement | None:
+    """One instrument tag on its own (a direct question); "possible" only when it is the strongest instrument tag."""
+    p = _p(ev, tag)
+    strongest = max(INSTRUMENT_TAGS, key=lambda t: _p(ev, t))
+    s = _strength(p, th.instrument_clear, th.instrument_likely, th.instrument_possible if tag == strongest else None)
+    return None if s is None else Judgement(INSTRUMENT_TAGS[tag], s, f"tag '{tag}' p={p:.2f}", p)
+
+
 def instruments(ev: Evidence, th: Thresholds = Thresholds()) -> list[Judgement]:
-    out = []
-    for tag, word in INSTRUMENT_TAGS.items():
-        p = _p(ev, tag)
-        if p >= th.instrument_likely:
-            out.append(Judgement(word, "clear" if p >= th.instrument_clear else "likely", f"tag '{tag}' p={p:.2f}", p))
+    """The instruments heard, strongest first; the strongest weak one as "possible" when nothing is likely."""
+    out = [j for j in (instrument(ev, tag, th) for tag in INSTRUMENT_TAGS) if j is not None]
+    if any(j.strength != "possible" for j in out):
+        out = [j for j in out if j.strength != "possible"]
     if any(j.value == "violin" for j in out) and any(j.value == "strings" for j in out):
         out = [j for j in out if j.value != "violin"] if _p(ev, "strings") >= _p(ev, "violin") else [j for j in out if j.value != "strings"]
     return sorted(out, key=lambda j: -j.score)
@@ -131,10 +146,10 @@ def moods(ev: Evidence, th: Thresholds = Thresholds()) -> list[Judgement]:
 
 def tempo(ev: Evidence, th: Thresholds = Thresholds()) -> Judgement | None:
     d = ev.descriptors
-    if d.tempo_bpm is None or d.tempo_confidence < th.tempo_min_confidence:
+    s = _strength(d.tempo_confidence, th.tempo_confidence, th.tempo_min_confidence, th.tempo_possible)
+    if d.tempo_bpm is None or s is None:
         return None
-    strength = "clear" if d.tempo_confidence >= th.tempo_confidence else "likely"
-    return Judgement(float(d.tempo_bpm), strength, f"onset autocorrelation peak {d.tempo_confidence:.2f} at {d.tempo_bpm:.0f} BPM")
+    return Judgement(float(d.tempo_bpm), s, f"onset autocorrelation peak {d.tempo_confidence:.2f} at {d.tempo_bpm:.0f} BPM")
 
 
 def tempo_class(bpm: float, th: Thresholds = Thresholds()) -> str:
@@ -143,10 +158,10 @@ def tempo_class(bpm: float, th: Thresholds = Thresholds()) -> str:
 
 def key(ev: Evidence, th: Thresholds = Thresholds()) -> Judgement | None:
     d = ev.descriptors
-    if not d.key or d.key_confidence < th.key_likely:
+    s = _strength(d.key_confidence, th.key_clear, th.key_likely, th.key_possible)
+    if not d.key or s is None:
         return None
-    return Judgement(d.key, "clear" if d.key_confidence >= th.key_clear else "likely",
-                     f"chroma vs key profiles, margin {d.key_confidence:.2f} over the next key")
+    return Judgement(d.key, s, f"chroma vs key profiles, margin {d.key_confidence:.3f} over the next key")
 
 
 def loudness_word(ev: Evidence) -> str | None:

@@ -77,7 +77,15 @@ def classify(question: str) -> tuple[str, str | None]:
 
 
 def _conf(strength: str) -> float:
-    return 0.9 if strength == "clear" else 0.6
+    return {"clear": 0.9, "likely": 0.6}.get(strength, 0.3)
+
+
+def _hedge(strength: str) -> str:
+    return {"clear": "", "likely": "probably "}.get(strength, "possibly ")
+
+
+# A string section's members: asked about one of them, strings heard are evidence for it.
+STRING_SECTION = ("violin", "cello")
 
 
 def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -> Answer:
@@ -96,22 +104,23 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
         if j is None:
             return Answer(CANT_TELL + " The pulse is too weak to measure a tempo.", kind, evidence=[f"pulse clarity {d.tempo_confidence:.2f}"])
         cls = E.tempo_class(j.value, th)
-        hedge = "" if j.strength == "clear" else "probably "
-        return Answer(f"It is {hedge}about {j.value:.0f} BPM, a {cls} tempo.", kind, j.value, _conf(j.strength), [j.evidence])
+        weak = ", though the pulse is weak" if j.strength == "possible" else ""
+        return Answer(f"It is {_hedge(j.strength)}about {j.value:.0f} BPM, a {cls} tempo{weak}.", kind, j.value,
+                      _conf(j.strength), [j.evidence])
     if kind in ("key", "mode"):
         j = E.key(ev, th)
         if j is None:
             return Answer(CANT_TELL + " No key stands out clearly.", kind, evidence=[f"key margin {d.key_confidence:.3f}"])
         mode = d.mode
-        hedge = "" if j.strength == "clear" else "probably "
+        hedge = _hedge(j.strength)
         if kind == "mode":
             asked = "minor" if re.search(r"\bminor\b", question.lower()) and not re.search(r"\bmajor\b", question.lower()) else \
                 "major" if re.search(r"\bmajor\b", question.lower()) and not re.search(r"\bminor\b", question.lower()) else None
             if asked:
                 yes = asked == mode
                 return Answer(f"{'Yes' if yes else 'No'}, it is {hedge}in {j.value}.", kind, mode, _conf(j.strength), [j.evidence])
-            return Answer(f"It is {hedge}in a {mode} key ({j.value}).", kind, mode, _conf(j.strength), [j.evidence])
-        return Answer(f"It is {hedge}in {j.value}.", kind, j.value, _conf(j.strength), [j.evidence])
+            return Answer(f"It is {hedge}in a {mode} key ({j.value}){_weak_key(j)}.", kind, mode, _conf(j.strength), [j.evidence])
+        return Answer(f"It is {hedge}in {j.value}{_weak_key(j)}.", kind, j.value, _conf(j.strength), [j.evidence])
     if kind == "duration":
         m, s = divmod(int(round(d.duration)), 60)
         return Answer(f"It lasts {m}:{s:02d} ({d.duration:.1f} s).", kind, d.duration, 1.0, ["decoded length"])
@@ -151,11 +160,15 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
                           [f"no tag for {named}"])
         tag = next(t for t, w in INSTRUMENT_TAGS.items() if w == named)
         p = float(ev.tags.get(tag, 0.0))
-        present = {j.value: j for j in E.instruments(ev, th)}
-        if named in present:
-            j = present[named]
-            return Answer(f"{'Yes' if j.strength == 'clear' else 'Probably yes'}, there is {named}.", "instrument", True,
-                          _conf(j.strength), [j.evidence])
+        j = E.instrument(ev, tag, th)
+        if j is not None:
+            text = {"clear": f"Yes, there is {named}.", "likely": f"Probably yes, there is {named}."}.get(
+                j.strength, f"Possibly: {named} is the instrument the taggers hear most, but the evidence is weak.")
+            return Answer(text, "instrument", True, _conf(j.strength), [j.evidence])
+        section = E.instrument(ev, "strings", th) if named in STRING_SECTION else None
+        if section is not None and section.strength != "possible":
+            return Answer(f"Probably: I {'hear' if section.strength == 'clear' else 'probably hear'} strings, "
+                          f"and a string section usually includes {named}s.", "instrument", True, 0.6, [section.evidence])
         if p < th.instrument_likely / 4:
             return Answer(f"No, I don't hear {named}.", "instrument", False, 0.7, [f"tag '{tag}' p={p:.2f}"])
         return Answer(f"Probably not: the evidence for {named} is weak (p={p:.2f}).", "instrument", False, 0.4,
@@ -164,8 +177,9 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
         js = E.instruments(ev, th)
         if not js:
             return Answer(CANT_TELL + " No instrument tag is strong enough.", "instruments", evidence=["all instrument tags weak"])
-        parts = [j.value if j.strength == "clear" else f"probably {j.value}" for j in js]
-        return Answer(f"I hear {', '.join(parts)}.", "instruments", [j.value for j in js],
+        parts = [f"{_hedge(j.strength)}{j.value}" for j in js]
+        weak = " (weak evidence: no instrument tag is strong)" if js[0].strength == "possible" else ""
+        return Answer(f"I hear {', '.join(parts)}{weak}.", "instruments", [j.value for j in js],
                       max(_conf(j.strength) for j in js), [j.evidence for j in js])
     if kind == "vocals":
         j = E.vocals(ev, th)
@@ -190,6 +204,10 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
     if kind == "lyrics":
         return Answer(CANT_TELL + " Words and lyrics are outside what the taggers hear.", "unknown")
     return Answer(CANT_TELL, "unknown")
+
+
+def _weak_key(j: E.Judgement) -> str:
+    return ", though other keys fit almost as well" if j.strength == "possible" else ""
 
 
 def locate(ref: str, library=None) -> tuple[Path, dict | None]:

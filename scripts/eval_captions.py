@@ -171,8 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--library", required=True, type=Path)
     ap.add_argument("--ground-truth", required=True, type=Path)
+    ap.add_argument("--seeds", type=int, default=1, metavar="N",
+                    help="also draw the multiple-choice options with seeds 0..N-1 and print the spread of QA accuracy")
     args = ap.parse_args(argv)
     res = evaluate(args.library, args.ground_truth)
+    if args.seeds > 1:
+        accs = [res["QA accuracy"]] + [evaluate(args.library, args.ground_truth, seed)["QA accuracy"] for seed in range(1, args.seeds)]
+        res[f"QA accuracy over {args.seeds} seeds"] = f"min {min(accs):.3f}, mean {np.mean(accs):.3f}, max {max(accs):.3f}"
     for k, v in res.items():
         if k == "per kind":
             print(v)

@@ -115,6 +115,23 @@ def test_qa_says_it_cannot_tell_rather_than_guess():
         answer("x" * 5000, ev)
 
 
+def test_qa_gives_weak_evidence_as_possible_with_a_low_confidence():
+    weak = Evidence(Descriptors(60.0, 90.0, 0.05, "C major", 0.01, -20.0, 1.0, 1000.0, 1.0, [0] * 10),
+                    {"drums": 0.23, "guitar": 0.06, "beat": 0.3})
+    key = answer("what key is it in?", weak)
+    assert key.value == "C major" and key.confidence == 0.3 and "possibly" in key.text
+    tempo = answer("what is the tempo?", weak)
+    assert tempo.value == 90.0 and tempo.confidence == 0.3 and "weak" in tempo.text
+    drums = answer("is there a drum?", weak)
+    assert drums.value is True and drums.confidence == 0.3 and drums.text.startswith("Possibly")
+    assert answer("what instruments are playing?", weak).value == ["drums"]
+    assert answer("is there a guitar?", weak).value is False  # not the strongest instrument tag: no
+    strings = evidence(strings=0.5, violin=0.45)
+    assert answer("is there a violin?", strings).value is True
+    assert answer("what instruments are playing?", strings).value == ["strings"]
+    assert DescribeCaptioner().caption(weak, "w").caption.count("drums") == 0  # captions never state "possible"
+
+
 def test_captions_state_only_supported_facts_and_vary():
     cap = DescribeCaptioner()
     strong = cap.caption(evidence(piano=0.9, classical=0.7), "a").caption
