@@ -6,8 +6,6 @@ import os
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 
 def tmp_path(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
@@ -28,8 +26,3 @@ def atomic_write(path: Path, writer: Callable[[Path], None]) -> None:
 
 def atomic_write_json(path: Path, obj: object) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=1, sort_keys=True)))
-
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        np.save(f, np.ascontiguousarray(array))

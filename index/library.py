@@ -27,7 +27,7 @@ import polars as pl
 
 from embed.base import PipelineSpec
 from index.ann import IndexChoice, build
-from index.atomic import atomic_write_json, save_npy, tmp_path, write_tmp
+from index.atomic import atomic_write_json, tmp_path, write_tmp
 from index.manifest import Manifest
 from index.vector_index import VectorIndex, gpu_count
 
@@ -233,25 +233,27 @@ class Library:
         old_tracks, old_windows, old_wtab = self.track_vectors(), self.window_vectors(), self.windows_table()
         ok_paths = merged.filter(pl.col("status") == "ok")["path"].to_list()
         id_of = dict(zip(merged["path"].to_list(), merged["track_id"].to_list()))
-        tracks = np.empty((len(ok_paths), self.dim), np.float32)
-        win_chunks, wtab_parts, vec_row, w_offset, w_count = [], [], {}, {}, {}
+        # Vectors stream straight into the new files (memory-mapped), never whole in memory: window vectors of
+        # millions of tracks run to tens of GB.
+        tracks = _new_vectors(self.root / "tracks.npy", len(ok_paths), self.dim)
+        windows = _new_vectors(self.root / "windows.npy", sum(sources[p][4] for p in ok_paths), self.dim)
+        wtab_parts, vec_row, w_offset, w_count = [], {}, {}, {}
         total_w = 0
         for i, path in enumerate(ok_paths):
             kind, bi, row, woff, wcnt = sources[path]
             if kind == "old":
                 tracks[i] = old_tracks[row]
-                win_chunks.append(np.asarray(old_windows[woff:woff + wcnt]))
+                windows[total_w:total_w + wcnt] = old_windows[woff:woff + wcnt]
                 starts = old_wtab["start_s"][woff:woff + wcnt].to_numpy()
                 ends = old_wtab["end_s"][woff:woff + wcnt].to_numpy()
             else:
                 b = batches[bi]
                 tracks[i] = b.track_vecs[row]
-                win_chunks.append(b.window_vecs[woff:woff + wcnt])
+                windows[total_w:total_w + wcnt] = b.window_vecs[woff:woff + wcnt]
                 starts, ends = b.window_starts[woff:woff + wcnt], b.window_ends[woff:woff + wcnt]
             wtab_parts.append((id_of[path], starts, ends))
             vec_row[path], w_offset[path], w_count[path] = i, total_w, wcnt
             total_w += wcnt
-        windows = np.concatenate(win_chunks) if win_chunks else np.zeros((0, self.dim), np.float32)
         wtab = pl.DataFrame(
             {
                 "track_id": [tid for tid, s, _ in wtab_parts for _ in range(len(s))],
@@ -273,8 +275,8 @@ class Library:
         built = {"tracks": build(tracks, choice, gpu), "windows": build(windows, choice, gpu)}
         manifest.index = {"request": choice.request(), **{name: b.info for name, b in built.items()}}
         writes = {
-            "tracks.npy": lambda p: save_npy(p, tracks),
-            "windows.npy": lambda p: save_npy(p, windows),
+            "tracks.npy": lambda p: tracks.flush(),  # written in place above
+            "windows.npy": lambda p: windows.flush(),
             "windows.parquet": lambda p: wtab.write_parquet(p),
             "tracks.faiss": lambda p: VectorIndex(built["tracks"].index, use_gpu=False).save(p),
             "windows.faiss": lambda p: VectorIndex(built["windows"].index, use_gpu=False).save(p),
@@ -288,6 +290,11 @@ class Library:
         })
         _finish_commit(self.root)
         self._catalog, self._index, self._window_index = None, None, None
+
+
+def _new_vectors(path: Path, n: int, dim: int) -> np.memmap:
+    """The `.tmp` file that will replace `path`, as a writable [n, dim] float32 .npy memory map."""
+    return np.lib.format.open_memmap(tmp_path(path), mode="w+", dtype=np.float32, shape=(n, dim))
 
 
 def _load_vectors(path: Path, dim: int) -> np.ndarray:
