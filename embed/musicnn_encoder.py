@@ -24,8 +24,12 @@ WEIGHTS = Path(__file__).resolve().parent / "weights"
 # Tuned on the demo corpus with `scripts/eval_retrieval.py --sweep-temperature`: the best mean mAP over the
 # instrument, tempo and ensemble families. It shapes queries only, so stored vectors do not depend on it.
 TEXT_TEMPERATURE = 0.02
-REVISION = 2  # bump when a code change alters the audio vectors (r2: max over frequency before BN; ~1e-6)
+REVISION = 3  # bump when a code change alters the audio vectors (r2: max over frequency before BN; r3: CPU_CHUNK; ~1e-6)
 WINDOW_SECONDS = 3.0  # musicnn's own input patch: 187 frames of 256 samples at 16 kHz
+# Patches per network call on the CPU. The front-end activations of 4 patches stay in cache, which makes the
+# model ~1.4x faster than in calls of 16; always full (zero-padded) chunks, so a window's vector never
+# depends on the windows beside it.
+CPU_CHUNK = 4
 
 # What a listener would say for each tag; the text tower matches queries against these.
 TAG_TEXT = {
@@ -145,8 +149,17 @@ class MusicnnEncoder:
             for i in range(0, len(windows), self.batch_size):
                 audio = torch.from_numpy(np.ascontiguousarray(windows[i:i + self.batch_size])).to(self.device)
                 mel = self.frontend(audio)[:, :N_FRAMES]
-                out.append(torch.cat([net(mel)[0] for net in self.nets], dim=1).float().cpu().numpy())
+                out.append(torch.cat([self._run(net, mel) for net in self.nets], dim=1).float().cpu().numpy())
         return np.concatenate(out)
+
+    def _run(self, net, mel):
+        if self.device != "cpu":
+            return net(mel)[0]
+        n = len(mel)
+        pad = -n % CPU_CHUNK
+        if pad:
+            mel = self._torch.cat([mel, mel.new_zeros((pad, *mel.shape[1:]))])
+        return self._torch.cat([net(c)[0] for c in mel.split(CPU_CHUNK)])[:n]
 
     def embed_audio(self, windows: np.ndarray) -> np.ndarray:
         return _centre(self.tag_logits(windows))

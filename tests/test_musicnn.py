@@ -69,6 +69,15 @@ def test_text_side_lands_on_the_right_tags(musicnn):
     assert v.shape == (1, 100) and np.isclose(np.linalg.norm(v), 1.0)
 
 
+def test_a_window_gets_the_same_vector_whatever_its_neighbours(musicnn):
+    rng = np.random.default_rng(1)
+    x = (0.1 * rng.standard_normal((11, 48000))).astype(np.float32)
+    together = musicnn.embed_audio(x)
+    alone = musicnn.embed_audio(x[5:6])
+    shuffled = musicnn.embed_audio(np.concatenate([x[5:6], 3 * x[:4]]))
+    assert np.array_equal(together[5], alone[0]) and np.array_equal(together[5], shuffled[0])
+
+
 def test_random_control_differs_and_is_deterministic():
     from embed import load_encoder
 
