@@ -524,8 +524,6 @@ def app_(
     address: str = typer.Option("127.0.0.1", "--address", help="Address to bind; 127.0.0.1 keeps it on this machine."),
 ) -> None:
     """Start the browser app on LIBRARY: search, listen, explore tracks, ask questions, see the collection."""
-    import subprocess
-
     from index import Library
 
     with _friendly_errors():
@@ -535,10 +533,8 @@ def app_(
     env = {**os.environ, "TUNELENS_LIBRARY": str(library.resolve())}
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", address, "--server.port", str(port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
-    try:
-        raise typer.Exit(subprocess.call(cmd, env=env))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    sys.stdout.flush()
+    os.execve(sys.executable, cmd, env)  # become the server, so that stopping this process stops it
 
 
 def main() -> None:

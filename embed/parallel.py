@@ -14,6 +14,9 @@ by one in a fresh pool, and a file that kills a worker on its own is recorded as
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -63,7 +66,16 @@ _embedder: ChunkEmbedder | None = None
 
 def _init_worker(spec: WorkerSpec) -> None:
     global _embedder
+    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     _embedder = ChunkEmbedder(spec)
+
+
+def _exit_with(parent: int) -> None:
+    """A worker whose parent was killed (kill -9 of `tunelens index`) would wait forever on its task queue."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _run_chunk(items: list, path_of: Callable, prepare_extra: Callable | None) -> list[Result]:

@@ -118,6 +118,12 @@ class Library:
 
     def check_pipeline(self, pipeline: PipelineSpec) -> None:
         diffs = self.manifest.pipeline.differences(pipeline)
+        if diffs and self.manifest.pipeline.model == pipeline.model:
+            raise LibraryError(
+                f"{self.root} was built with another version of {pipeline.model!r} ({'; '.join(diffs)}), and its "
+                f"vectors cannot be mixed with this version's. Index into a new library folder, or remove this one "
+                f"to rebuild it"
+            )
         if diffs:
             raise LibraryError(
                 f"{self.root} was built with model {self.manifest.pipeline.model!r}, and vectors from "

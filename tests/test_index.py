@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import psutil
 import pytest
 import soundfile as sf
 
@@ -150,10 +151,14 @@ def test_kill_9_then_resume_matches_a_clean_run(tmp_path, tiny_spec, tiny_encode
     deadline = time.time() + 240
     while time.time() < deadline and len(list((lib_dir / "staging").glob("batch-*.npz"))) < 2:
         time.sleep(0.01)
+    workers = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     staged = list((lib_dir / "staging").glob("batch-*.npz"))
     assert staged and not (lib_dir / "catalog.parquet").exists(), "the kill must land mid-run"
+    assert workers, "the run uses worker processes"
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, "worker processes outlived the killed run"
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     clean = tmp_path / "clean"
@@ -199,6 +204,9 @@ def test_opening_with_another_model_is_an_error(tmp_path, music_dir, tiny_encode
     other = PipelineSpec(**{**other.to_dict(), "model": "clap:some/other", "window_seconds": 5.0})
     with pytest.raises(LibraryError, match="cannot be mixed.*window_seconds"):
         Library.open(lib_dir, other)
+    newer = PipelineSpec(**{**PipelineSpec.for_encoder(tiny_encoder).to_dict(), "encoder_version": "tiny-r99"})
+    with pytest.raises(LibraryError, match="another version of .*cannot be mixed.*new library folder"):
+        Library.open(lib_dir, newer)
     with pytest.raises(LibraryError, match="not a tunelens library"):
         Library.open(tmp_path / "nowhere")
 
