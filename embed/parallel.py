@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,20 +106,24 @@ class _Pool:
 def embed_processes(
     items: Iterable[T], spec: WorkerSpec, processes: int = 2, chunk_files: int = 8,
     path_of: Callable[[T], Path] = _as_path, prepare_extra: Callable[[T], object] | None = None,
+    max_waiting: int | None = None,
 ) -> Iterator[Result]:
     """Yield (item, embedding or None, extra, error or None) for every item, in input order.
 
+    Each worker has two chunks queued. A slow chunk at the head of the order does not stall the others: while it
+    runs, later chunks keep being submitted and their results wait, up to `max_waiting` finished chunks.
     `path_of` and `prepare_extra` are sent to the workers, so they must be module-level functions.
     """
     pool = _Pool(spec, processes)
     in_flight: deque[tuple[list, Future]] = deque()
     it = iter(items)
+    max_waiting = max_waiting or 8 * pool.processes
 
     def submit(chunk: list) -> None:
         in_flight.append((chunk, pool.executor.submit(_run_chunk, chunk, path_of, prepare_extra)))
 
     def fill() -> None:
-        while len(in_flight) < 2 * pool.processes:
+        while sum(not f.done() for _, f in in_flight) < 2 * pool.processes and len(in_flight) < max_waiting:
             chunk = [x for _, x in zip(range(chunk_files), it)]
             if not chunk:
                 return
@@ -128,11 +132,15 @@ def embed_processes(
     try:
         fill()
         while in_flight:
+            if not in_flight[0][1].done():
+                wait([f for _, f in in_flight if not f.done()], return_when=FIRST_COMPLETED)
+                fill()
+                continue
             chunk, fut = in_flight.popleft()
             try:
                 results = fut.result()
             except BrokenProcessPool:
-                waiting = [c for c, _ in in_flight]
+                waiting = list(in_flight)
                 in_flight.clear()
                 pool.renew()
                 for item in chunk:  # alone, so that only the file that kills a worker is lost
@@ -141,8 +149,11 @@ def embed_processes(
                     except BrokenProcessPool:
                         pool.renew()
                         yield item, None, None, "the decoder crashed on this file (a worker process died reading it)"
-                for c in waiting:
-                    submit(c)
+                for c, f in waiting:  # chunks that finished before the pool broke keep their results
+                    if f.done() and not f.cancelled() and f.exception() is None:
+                        in_flight.append((c, f))
+                    else:
+                        submit(c)
                 continue
             yield from results
             fill()

@@ -145,6 +145,32 @@ def test_worker_processes_match_each_other_and_survive_a_dying_worker(tmp_path, 
     assert r.indexed == 5 and Library.open(tmp_path / "crash").catalog.height == 6
 
 
+def _slow_first(path) -> str:
+    """prepare_extra for the slow-file test: file 00 takes 8 s; every call is logged with its start and end."""
+    start = time.time()
+    if path.name == "00.wav":
+        time.sleep(8)
+    (path.parent / "log" / f"{path.stem}.json").write_text(json.dumps([start, time.time()]))
+    return path.name
+
+
+def test_a_slow_file_does_not_idle_the_other_workers(tmp_path, tiny_spec):
+    from embed import EncoderOptions
+    from embed.parallel import WorkerSpec, embed_processes
+
+    (tmp_path / "log").mkdir()
+    files = []
+    for i in range(13):
+        files.append(tmp_path / f"{i:02d}.wav")
+        sf.write(files[-1], tone(1, 300 + 10 * i), 22050)
+    spec = WorkerSpec(tiny_spec, EncoderOptions(device="cpu"))
+    out = list(embed_processes(files, spec, processes=2, chunk_files=1, prepare_extra=_slow_first))
+    assert [extra for _, _, extra, _ in out] == [f.name for f in files]  # still in input order
+    log = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "log").glob("*.json")}
+    slow_end = log.pop("00")[1]
+    assert all(end < slow_end for _, end in log.values()), "the other worker waited for the slow file"
+
+
 def test_ray_engine_gives_the_vectors_of_the_local_engine(tmp_path, music_dir, tiny_encoder):
     ray = pytest.importorskip("ray", reason="the ray extra")
     index_folder(tmp_path / "local", music_dir, tiny_encoder, IndexConfig(processes=2))
