@@ -1,7 +1,8 @@
 """What the evidence of one track supports: judgements shared by the captioner and music QA.
 
 Every judgement carries a strength: "clear" (stated plainly), "likely" (stated with a hedge), "possible"
-(the best reading of weak evidence: given only when asked, with a low confidence) or absent (not stated). Thresholds on tagger probabilities and measured descriptors were set on the demo corpus
+(the best reading of weak evidence: given only when asked, with a low confidence) or absent (not stated).
+Thresholds on tagger probabilities and measured descriptors were set on the demo corpus
 (`scripts/eval_captions.py` figures). Captions state facts unprompted, so they use stricter thresholds
 (`CAPTION_THRESHOLDS`) than answers to a question, which carry their confidence with them.
 """

@@ -118,7 +118,8 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
                 "major" if re.search(r"\bmajor\b", question.lower()) and not re.search(r"\bminor\b", question.lower()) else None
             if asked:
                 yes = asked == mode
-                return Answer(f"{'Yes' if yes else 'No'}, it is {hedge}in {j.value}.", kind, mode, _conf(j.strength), [j.evidence])
+                return Answer(f"{'Yes' if yes else 'No'}, it is {hedge}in {j.value}{_weak_key(j)}.", kind, mode,
+                              _conf(j.strength), [j.evidence])
             return Answer(f"It is {hedge}in a {mode} key ({j.value}){_weak_key(j)}.", kind, mode, _conf(j.strength), [j.evidence])
         return Answer(f"It is {hedge}in {j.value}{_weak_key(j)}.", kind, j.value, _conf(j.strength), [j.evidence])
     if kind == "duration":
