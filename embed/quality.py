@@ -79,8 +79,9 @@ def lowpass_cutoff(mono: np.ndarray, sr: int) -> float | None:
     above_max = np.maximum.accumulate(db[::-1])[::-1]  # max of everything above each bin
     bins = np.arange(below, len(db) - guard - 1)
     level = np.median(np.lib.stride_tricks.sliding_window_view(db, below + 1), axis=1)[bins - below]
+    # a level under -100 dB is nothing but the digital floor
     cliff = (f[bins] >= 1000.0) & (level >= -100.0) & (level - above_max[bins + guard] >= LOWPASS_DROP_DB)
-    best = int(bins[cliff][-1]) if cliff.any() else None  # -100 dB: nothing but the digital floor there
+    best = int(bins[cliff][-1]) if cliff.any() else None
     if best is None:
         return None
     # report where the spectrum falls 6 dB under the pass band just below the cliff
