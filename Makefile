@@ -22,9 +22,11 @@ chromium:
 		|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium))
 
 test: install chromium
+	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
 
 test-fast: install
+	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" tests
 
 $(DEMO)/music/ground_truth.parquet: | install

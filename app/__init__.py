@@ -1,1 +1,2 @@
-"""User-facing entry points: the `tunelens` CLI and the Streamlit app. They compose; logic lives in embed/index/caption."""
+"""User-facing entry points: the `tunelens` CLI and the Streamlit app. They compose the public API (`import
+tunelens`); logic lives in embed/, index/ and caption/."""

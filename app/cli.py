@@ -1,13 +1,15 @@
-"""`tunelens`: index a music folder, search it by text, find similar tracks, inspect a library."""
+"""`tunelens`: the command line over the public API (`import tunelens`). Each verb parses its options into the
+API's config, calls one API function and prints what it returns; nothing here decides anything a Python caller
+would not get the same way."""
 from __future__ import annotations
 
 import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -15,125 +17,129 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-app = typer.Typer(
-    help="tunelens: text-to-music search over your own music folders, fully offline.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-)
+import tunelens
+
+app = typer.Typer(help="tunelens: text-to-music search over your own music folders, fully offline.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 LibraryOpt = typer.Option(..., "--library", "-l", help="Library folder (created by `tunelens index`).")
 ModelOpt = typer.Option(None, "--model", "-m", help="Encoder spec, e.g. musicnn (default) or clap:/path/or/hub-id.")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
+JsonOpt = typer.Option(False, "--json", help="Print the result as JSON.")
 
 
 @contextmanager
 def _friendly_errors() -> Iterator[None]:
     """Known failures become one sentence on stderr and exit code 2, not a traceback."""
-    from embed.base import ModelUnavailableError
-    from embed.ray_engine import EngineUnavailableError
-    from index.library import LibraryError
+    from tunelens.embed.audio import AudioError
+    from tunelens.embed.base import ModelUnavailableError
+    from tunelens.embed.ray_engine import EngineUnavailableError
 
     try:
         yield
-    except (LibraryError, ModelUnavailableError, EngineUnavailableError, FileNotFoundError, ValueError, ImportError) as e:
+    except (tunelens.LibraryError, ModelUnavailableError, EngineUnavailableError, AudioError, FileNotFoundError,
+            ValueError, ImportError) as e:
         err.print(f"[bold red]error:[/] {e}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err.print("[yellow]interrupted; finished batches are kept, run the same command again to resume[/]")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
 
 
-def _encoder(model: str | None, device: str = "auto", batch_size: int = 16):
-    from embed import EncoderOptions, load_encoder
+@contextmanager
+def _bars() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress callback `(phase, done, total)` drawing one bar per phase on stderr."""
+    tasks: dict[str, object] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=err) as bar:
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=None)
+            bar.update(tasks[phase], completed=done, total=total)
 
-    return load_encoder(model, EncoderOptions(device=device, batch_size=batch_size))
+        yield update
 
 
-def _library_encoder(library: Path, device: str = "auto"):
-    """The library and the encoder its manifest names."""
-    from index import Library
-
-    lib = Library.open(library)
-    return lib, _encoder(lib.manifest.pipeline.model, device)
+def _table(title: str, rows: list[tuple[str, object]]) -> None:
+    table = Table(title=title, show_header=False)
+    for k, v in rows:
+        table.add_row(k, str(v))
+    console.print(table)
 
 
 @app.command()
 def index(
     music_dir: Path = typer.Argument(..., help="Folder of music, scanned recursively."),
     library: Path = LibraryOpt,
-    model: Optional[str] = ModelOpt,
+    model: str | None = ModelOpt,
     device: str = DeviceOpt,
     workers: int = typer.Option(2, help="Decoding threads."),
     batch_windows: int = typer.Option(16, help="Windows per model call."),
     retry_errors: bool = typer.Option(False, help="Try files that failed before again, even if unchanged."),
     batch_files: int = typer.Option(32, help="Files per saved batch: at most this much work is lost if killed."),
-    processes: Optional[int] = typer.Option(
-        None, help="Worker processes, each decoding and embedding whole files (CPU). Default: one per core "
-                   "when the model runs on the CPU, none on a GPU. 0 runs everything in this process."),
+    processes: int | None = typer.Option(
+        None,
+        help="Worker processes, each decoding and embedding whole files (CPU). Default: one per core "
+        "when the model runs on the CPU, none on a GPU. 0 runs everything in this process.",
+    ),
     engine: str = typer.Option("local", help="local, or ray to run on a Ray cluster (pip install 'tunelens[ray]')."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address (auto = the cluster this machine is in); "
-                                                     "without it a local Ray is started."),
-    index_type: Optional[str] = typer.Option(
-        None, "--index", help="FAISS index: auto, flat, ivf, ivfpq or hnsw. Default: what the library used before (auto)."),
-    max_memory: Optional[str] = typer.Option(None, help="Memory the index may take, e.g. 4GB (auto picks under it)."),
+    address: str | None = typer.Option(
+        None, help="Ray cluster address (auto = the cluster this machine is in); without it a local Ray is started."
+    ),
+    index_type: str | None = typer.Option(
+        None,
+        "--index",
+        help="FAISS index: auto, flat, ivf, ivfpq or hnsw. Default: what the library used before (auto).",
+    ),
+    max_memory: str | None = typer.Option(None, help="Memory the index may take, e.g. 4GB (auto picks under it)."),
 ) -> None:
     """Index MUSIC_DIR into a library; re-running adds new files, drops deleted ones, skips unchanged ones."""
-    import os
+    from tunelens.index.vectors import info_summary
 
-    from index.ann import IndexChoice, parse_memory
-    from index.indexer import IndexConfig, index_folder
-    from index.library import Library
-
+    config = tunelens.IndexConfig(workers=workers, batch_windows=batch_windows, retry_errors=retry_errors,
+                                  batch_files=batch_files, processes=processes, engine=engine, ray_address=address,
+                                  device=device, index_kind=index_type, max_memory=max_memory)
     with _friendly_errors():
-        choice = None
-        previous = Library.open(library) if (library / "manifest.json").exists() else None
-        if model is None and previous is not None:
-            model = previous.manifest.pipeline.model
-        if index_type is not None or max_memory is not None:
-            base = previous.index_choice() if previous is not None else IndexChoice()
-            choice = IndexChoice(
-                kind=index_type or base.kind, max_memory=parse_memory(max_memory) if max_memory else base.max_memory,
-                target_recall=base.target_recall,
-            )
-        encoder = _encoder(model, device, batch_windows)
-        if processes is None:
-            on_cpu = not str(getattr(encoder, "device", "cpu")).startswith("cuda")
-            processes = (os.cpu_count() or 1) if on_cpu and (os.cpu_count() or 1) > 1 else 0
-        config = IndexConfig(
-            workers=workers, batch_windows=batch_windows, retry_errors=retry_errors, batch_files=batch_files,
-            processes=processes if engine == "local" else (processes or 0), engine=engine, ray_address=address,
-            index=choice,
-        )
         started = time.time()
-        with Progress(
-            TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
-        ) as bar:
+        with Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+                      transient=False) as bar:
             task = bar.add_task("index", total=None, rate="")
 
             def progress(done: int, total: int, audio_s: float) -> None:
                 el = max(time.time() - started, 1e-6)
-                bar.update(task, completed=done, total=total, rate=f"{done / el:.1f} files/s  {audio_s / el:.0f}x realtime")
+                bar.update(
+                    task, completed=done, total=total, rate=f"{done / el:.1f} files/s  {audio_s / el:.0f}x realtime"
+                )
 
-            report = index_folder(library, music_dir, encoder, config, progress=progress)
-    table = Table(title=f"tunelens index → {library}", show_header=False)
-    for k, v in [
-        ("files found", report.found), ("indexed", report.indexed), ("resumed from an earlier run", report.resumed),
-        ("unchanged (skipped)", report.skipped), ("removed (deleted files)", report.removed),
-        ("failed", len(report.failed)), ("tracks in library", report.library_tracks),
-        ("speed", f"{report.indexed / max(report.seconds, 1e-9):.1f} files/s, "
-                  f"{report.audio_seconds / max(report.seconds, 1e-9):.1f}x realtime"),
-    ]:
-        table.add_row(k, str(v))
-    console.print(table)
+            report = tunelens.index_folder(library, music_dir, model, config, progress=progress)
+    _table(
+        f"tunelens index → {library}",
+        [
+            ("files found", report.found),
+            ("indexed", report.indexed),
+            ("resumed from an earlier run", report.resumed),
+            ("unchanged (skipped)", report.skipped),
+            ("moved (relinked)", report.moved),
+            ("removed (deleted files)", report.removed),
+            ("failed", len(report.failed)),
+            ("tracks in library", report.library_tracks),
+            (
+                "speed",
+                f"{report.indexed / max(report.seconds, 1e-9):.1f} files/s, "
+                f"{report.audio_seconds / max(report.seconds, 1e-9):.1f}x realtime",
+            ),
+        ],
+    )
     if report.library_tracks:
-        from index.ann import info_summary
-
-        idx = Library.open(library).manifest.index
-        console.print(f"track index: {info_summary(idx.get('tracks', {}))}; window index: {info_summary(idx.get('windows', {}))}")
+        idx = tunelens.Library.open(library).manifest.index
+        console.print(
+            f"track index: {info_summary(idx.get('tracks', {}))}; window index: {info_summary(idx.get('windows', {}))}"
+        )
     for rel, reason in report.failed[:50]:
-        console.print(f"  [red]failed[/] {rel}: {reason}")
+        console.print(Text(f"  failed {rel}: {reason}"), soft_wrap=True)
     if len(report.failed) > 50:
         console.print(f"  … and {len(report.failed) - 50} more (see `tunelens info`)")
     if report.library_tracks == 0:
@@ -163,102 +169,88 @@ def search(
     query: str = typer.Argument(..., help='What you want to hear, e.g. "slow solo piano".'),
     library: Path = LibraryOpt,
     k: int = typer.Option(10, "-k", help="Number of results."),
-    as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    as_json: bool = JsonOpt,
     device: str = DeviceOpt,
-    moments: bool = typer.Option(False, "--moments", help="Search every 10 s window of the library, not whole "
-                                                           "tracks: the best moments, at most one per track."),
+    moments: bool = typer.Option(
+        False,
+        "--moments",
+        help="Search every 10 s window of the library, not whole tracks: the best moments, at most one per track.",
+    ),
 ) -> None:
     """Find tracks (or moments in tracks) that match a text description."""
-    from index.search import search_moments, search_text
-
     with _friendly_errors():
-        lib, encoder = _library_encoder(library, device)
-        hits = (search_moments if moments else search_text)(lib, encoder, query, k)
+        hits = tunelens.search(library, query, k, moments=moments, device=device)
     _print_hits(hits, as_json, f"“{query}”")
 
 
 @app.command()
-def similar(
-    track: str = typer.Argument(..., help="Track id, path of an indexed file, or any audio file."),
-    library: Path = LibraryOpt,
-    k: int = typer.Option(10, "-k", help="Number of results."),
-    as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
-    device: str = DeviceOpt,
-) -> None:
+def similar(track: str = typer.Argument(..., help="Track id, path of an indexed file, or any audio file."),
+            library: Path = LibraryOpt, k: int = typer.Option(10, "-k", help="Number of results."),
+            as_json: bool = JsonOpt, device: str = DeviceOpt) -> None:
     """Find tracks that sound like TRACK."""
-    from index import Library
-    from index.search import find_track, similar as find_similar
-
     with _friendly_errors():
-        lib = Library.open(library)
-        encoder = None if find_track(lib, track) is not None else _encoder(lib.manifest.pipeline.model, device)
-        hits = find_similar(lib, track, k, encoder)
+        hits = tunelens.similar(library, track, k, device=device)
     _print_hits(hits, as_json, f"like {track}")
 
 
 @app.command()
-def info(library: Path = LibraryOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+def info(library: Path = LibraryOpt, as_json: bool = JsonOpt) -> None:
     """Counts, model, pipeline version and failed files of a library."""
-    import polars as pl
-
-    from index import Library
-    from index.ann import info_summary
+    from tunelens.index.vectors import info_summary
 
     with _friendly_errors():
-        lib = Library.open(library)
-    cat = lib.catalog
-    ok = cat.filter(pl.col("status") == "ok")
-    failed = cat.filter(pl.col("status") == "error").sort("rel_path")
-    summary = {
-        "library": str(library), "tracks": len(ok), "failed": len(failed),
-        "hours": round(float(ok["duration"].sum() or 0) / 3600, 3),
-        "windows": int(ok["window_count"].sum() or 0), "pipeline": lib.manifest.pipeline.to_dict(),
-        "precision": lib.manifest.precision, "index": lib.manifest.index,
-        "errors": [{"path": r, "error": e} for r, e in failed.select("rel_path", "error").iter_rows()],
-    }
+        summary = tunelens.Library.open(library).summary()
     if as_json:
         print(json.dumps(summary, indent=1))
         return
-    table = Table(title=f"tunelens library {library}", show_header=False)
-    p = lib.manifest.pipeline
-    for k, v in [
-        ("tracks", summary["tracks"]), ("hours of audio", summary["hours"]), ("windows", summary["windows"]),
-        ("failed files", summary["failed"]), ("model", p.model), ("encoder version", p.encoder_version),
-        ("pipeline", f"v{p.pipeline_version}: {p.sample_rate} Hz, {p.window_seconds:g} s windows, "
-                     f"{p.short_padding}-padded, {p.pooling}, dim {p.dim}"),
-        ("track index", info_summary(lib.manifest.index.get("tracks") or {})),
-        ("window index", info_summary(lib.manifest.index.get("windows") or {})),
-    ]:
-        table.add_row(k, str(v))
-    console.print(table)
-    for rel, e in failed.select("rel_path", "error").iter_rows():
-        console.print(f"  [red]failed[/] {rel}: {e}")
+    p, idx = summary["pipeline"], summary["index"]
+    _table(
+        f"tunelens library {library}",
+        [
+            ("tracks", summary["tracks"]),
+            ("hours of audio", summary["hours"]),
+            ("windows", summary["windows"]),
+            ("failed files", summary["failed"]),
+            ("model", p["model"]),
+            ("encoder version", p["encoder_version"]),
+            (
+                "pipeline",
+                f"v{p['pipeline_version']}: {p['sample_rate']} Hz, {p['window_seconds']:g} s windows, "
+                f"{p['short_padding']}-padded, {p['pooling']}, dim {p['dim']}",
+            ),
+            ("track index", info_summary(idx.get("tracks") or {})),
+            ("window index", info_summary(idx.get("windows") or {})),
+        ],
+    )
+    for e in summary["errors"]:
+        console.print(Text(f"  failed {e['path']}: {e['error']}"), soft_wrap=True)
 
 
 @app.command()
-def tags(
-    file: Path = typer.Argument(..., help="An audio file."),
-    top: int = typer.Option(10, "--top", "-n", help="How many tags to show."),
-    model: Optional[str] = typer.Option("musicnn", "--model", "-m", help="A tagging encoder (musicnn)."),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
+def tags(file: Path = typer.Argument(..., help="An audio file."),
+         top: int = typer.Option(10, "--top", "-n", help="How many tags to show."),
+         model: str | None = typer.Option("musicnn", "--model", "-m", help="A tagging encoder (musicnn)."),
+         as_json: bool = JsonOpt) -> None:
     """Print the top music tags of FILE with their probabilities (MagnaTagATune + Million Song Dataset tags)."""
-    from embed.pipeline import embed_stream
+    from tunelens.embed.musicnn_encoder import tag_sources
 
     with _friendly_errors():
-        encoder = _encoder(model)
+        encoder = tunelens.load_encoder(model)
         if not hasattr(encoder, "embed_audio_with_tags"):
             raise ValueError(f"the model {model!r} is not a tagger; use --model musicnn")
-        (_, emb, _, reason), = list(embed_stream([file], encoder, workers=1))
-        if emb is None:
-            raise ValueError(f"cannot read {file}: {reason}")
-    from embed.musicnn_encoder import tag_sources
-
+        emb = tunelens.embed_file(file, encoder)
     names, sources = encoder.tag_names, tag_sources()
     order = [int(i) for i in emb.tag_probs.argsort()[::-1][:top]]
     if as_json:
-        print(json.dumps([{"tag": names[i], "probability": round(float(emb.tag_probs[i]), 4), "source": sources[i]}
-                          for i in order], indent=1))
+        print(
+            json.dumps(
+                [
+                    {"tag": names[i], "probability": round(float(emb.tag_probs[i]), 4), "source": sources[i]}
+                    for i in order
+                ],
+                indent=1,
+            )
+        )
         return
     table = Table(title=f"{file.name}  ({emb.duration:.1f} s)")
     for col in ("tag", "probability", "", "tagger"):
@@ -269,25 +261,6 @@ def tags(
     console.print(table)
 
 
-def _bar(label: str):
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=err)
-
-
-def _duplicates(lib, config=None):
-    """The library's duplicate clusters: the saved ones when still current, else found now and saved."""
-    from index.dupes import DupesConfig, find_duplicates, load_duplicates, save_duplicates
-
-    saved = None if config is not None else load_duplicates(lib)
-    if saved is not None:
-        return saved, None
-    with _bar("fingerprinting candidates") as bar:
-        task = bar.add_task("dupes", total=None)
-        result = find_duplicates(lib, config or DupesConfig(), progress=lambda d, t: bar.update(task, completed=d, total=t))
-    save_duplicates(lib, result)
-    return result.clusters, result
-
-
 @app.command()
 def dupes(
     library: Path = LibraryOpt,
@@ -296,80 +269,78 @@ def dupes(
     max_duration_gap: float = typer.Option(2.5, help="Candidate pairs: durations at most this many seconds apart."),
     min_harmony: float = typer.Option(0.93, help="Confirmation: chroma fingerprint agreement."),
     min_spectral: float = typer.Option(0.8, help="Confirmation: log-mel fingerprint agreement."),
+    refresh: bool = typer.Option(False, "--refresh", help="Search again even when saved clusters are current."),
 ) -> None:
     """Find the same recording stored more than once (exact, re-encoded, gain-changed, trimmed, resampled,
-    down-mixed), in clusters with a suggested keeper: lossless over lossy, higher bitrate, longer."""
+    down-mixed), in clusters with a suggested keeper: lossless over lossy, higher bitrate, longer. Clusters are
+    saved and reused until the library changes (or other thresholds are given)."""
     import polars as pl
 
-    from index import Library
-    from index.dupes import DupesConfig
+    from tunelens.index.curation.dupes import DupesConfig
 
-    with _friendly_errors():
-        lib = Library.open(library)
-        config = DupesConfig(min_cosine=min_cosine, max_duration_gap=max_duration_gap, min_harmony=min_harmony,
-                             min_spectral=min_spectral)
-        clusters, result = _duplicates(lib, config)
+    config = DupesConfig(
+        min_cosine=min_cosine, max_duration_gap=max_duration_gap, min_harmony=min_harmony, min_spectral=min_spectral
+    )
+    with _friendly_errors(), _bars() as progress:
+        result = tunelens.duplicates(library, None if config == DupesConfig() and not refresh else config,
+                                     progress=lambda d, t: progress("fingerprinting candidates", d, t))
+    clusters = result.clusters
     groups = clusters.group_by("cluster", maintain_order=True).agg(pl.all())
     if as_json:
         fields = ["track_id", "rel_path", "keeper", "matched_by", "match", "lossless", "bitrate_kbps", "duration"]
-        print(json.dumps([{"cluster": row["cluster"], "tracks": [dict(zip(fields, t)) for t in zip(*(row[f] for f in fields))]}
-                          for row in groups.iter_rows(named=True)], indent=1))
+        print(
+            json.dumps(
+                [
+                    {
+                        "cluster": row["cluster"],
+                        "tracks": [dict(zip(fields, t)) for t in zip(*(row[f] for f in fields))],
+                    }
+                    for row in groups.iter_rows(named=True)
+                ],
+                indent=1,
+            )
+        )
         return
     spare = int((~clusters["keeper"]).sum()) if len(clusters) else 0
-    console.print(f"{groups.height} duplicate clusters, {spare} spare copies "
-                  f"({result.candidates if result else 'saved'} candidate pairs checked).", soft_wrap=True)
+    checked = (
+        "saved; run with --refresh to search again"
+        if result.candidates is None
+        else f"{result.candidates} candidate pairs checked"
+    )
+    console.print(Text(f"{groups.height} duplicate clusters, {spare} spare copies ({checked})."), soft_wrap=True)
     for row in groups.iter_rows(named=True):
         console.print(f"cluster {row['cluster']}:", markup=False)
-        for rel, keeper, how, m, kbps in zip(row["rel_path"], row["keeper"], row["matched_by"], row["match"], row["bitrate_kbps"]):
+        for rel, keeper, how, m, kbps in zip(
+            row["rel_path"], row["keeper"], row["matched_by"], row["match"], row["bitrate_kbps"]
+        ):
             mark = "keep" if keeper else "    "
             console.print(Text(f"  {mark} {rel}  ({how}, match {m:.3f}, {kbps:.0f} kbps)"), soft_wrap=True)
-    if result and result.unreadable:
-        for rel, why in result.unreadable:
-            err.print(Text(f"could not fingerprint {rel}: {why}"), soft_wrap=True)
+    for rel, why in result.unreadable:
+        err.print(Text(f"could not fingerprint {rel}: {why}"), soft_wrap=True)
 
 
 @app.command()
-def quality(
-    library: Path = LibraryOpt,
-    as_json: bool = typer.Option(False, "--json", help="Print the flagged tracks as JSON."),
-) -> None:
+def quality(library: Path = LibraryOpt,
+            as_json: bool = typer.Option(False, "--json", help="Print the flagged tracks as JSON.")) -> None:
     """List tracks with audio problems: digital silence, clipping, a lossy low-pass in a lossless file,
     too short or long, DC offset, mono stored as stereo."""
-    import polars as pl
-
-    from index import Library
-    from index.tracks import QUALITY_FLAGS, track_table
+    from tunelens.index.core.tracks import track_table
+    from tunelens.index.curation.quality import quality_report
 
     with _friendly_errors():
-        lib = Library.open(library)
-        table = track_table(lib)
-    flagged = table.filter(pl.col("quality_flags").list.len() > 0).sort("rel_path")
-    unmeasured = int(table["audio_hash"].is_null().sum())
+        report = quality_report(track_table(tunelens.Library.open(library)))
     if as_json:
-        print(json.dumps({"tracks": len(table), "unmeasured": unmeasured,
-                          "counts": {f: int(table[f"flag_{f}"].sum()) for f in QUALITY_FLAGS},
-                          "flagged": [{"file": r["rel_path"], "flags": r["quality_flags"], "silence_ratio": r["silence_ratio"],
-                                       "clipping_ratio": r["clipping_ratio"], "lowpass_hz": r["lowpass_hz"],
-                                       "dc_offset": r["dc_offset"], "side_db": r["side_db"], "duration": r["duration"]}
-                                      for r in flagged.iter_rows(named=True)]}, indent=1))
+        print(json.dumps(report, indent=1))
         return
-    counts = ", ".join(f"{f} {int(table[f'flag_{f}'].sum())}" for f in QUALITY_FLAGS)
-    console.print(f"{len(flagged)} of {len(table)} tracks flagged ({counts}).", soft_wrap=True)
-    if unmeasured:
-        console.print(f"{unmeasured} tracks were indexed before quality was measured; run `tunelens index` again to measure them.")
-    for r in flagged.iter_rows(named=True):
-        console.print(Text(f"  {r['rel_path']}: {', '.join(r['quality_flags'])}"), soft_wrap=True)
-
-
-def _agreement(lib, device: str = "auto"):
-    from index.agreement import agreement_scores
-    from index.tracks import track_table
-
-    encoder = _encoder(lib.manifest.pipeline.model, device)
-    with _bar("scoring captions") as bar:
-        task = bar.add_task("agreement", total=None)
-        return agreement_scores(lib, encoder, track_table(lib).select("track_id", "caption"),
-                                progress=lambda d, t: bar.update(task, completed=d, total=t))
+    counts = ", ".join(f"{f} {n}" for f, n in report["counts"].items())
+    console.print(f"{len(report['flagged'])} of {report['tracks']} tracks flagged ({counts}).", soft_wrap=True)
+    if report["unmeasured"]:
+        console.print(
+            f"{report['unmeasured']} tracks were indexed before quality was measured; run `tunelens index` "
+            f"again to measure them."
+        )
+    for r in report["flagged"]:
+        console.print(Text(f"  {r['file']}: {', '.join(r['flags'])}"), soft_wrap=True)
 
 
 @app.command()
@@ -381,12 +352,12 @@ def agreement(
 ) -> None:
     """Score how well each caption matches its audio under the library's encoder (cosine of the caption's text
     vector and the track's audio vector); low scores point at noisy captions."""
-    from index import Library
-    from index.tracks import track_table
+    from tunelens.index.core.tracks import track_table
+    from tunelens.index.curation.agreement import agreement_scores
 
-    with _friendly_errors():
-        lib = Library.open(library)
-        scores = _agreement(lib, device)
+    with _friendly_errors(), _bars() as progress:
+        lib = tunelens.Library.open(library)
+        scores = agreement_scores(lib, lib.encoder(device), progress=lambda d, t: progress("scoring captions", d, t))
     if as_json:
         print(json.dumps(dict(scores.sort("track_id").iter_rows()), indent=1))
         return
@@ -394,9 +365,15 @@ def agreement(
         console.print("No captioned tracks; run `tunelens caption` first.")
         return
     q = scores["agreement"].quantile
-    console.print(f"{len(scores)} captions: agreement median {q(0.5):.3f}, 10th percentile {q(0.1):.3f}, "
-                  f"90th {q(0.9):.3f}.", soft_wrap=True)
-    worst = scores.sort("agreement").head(lowest).join(track_table(lib).select("track_id", "rel_path", "caption"), on="track_id")
+    console.print(
+        f"{len(scores)} captions: agreement median {q(0.5):.3f}, 10th percentile {q(0.1):.3f}, 90th {q(0.9):.3f}.",
+        soft_wrap=True,
+    )
+    worst = (
+        scores.sort("agreement")
+        .head(lowest)
+        .join(track_table(lib).select("track_id", "rel_path", "caption"), on="track_id")
+    )
     for r in worst.sort("agreement").iter_rows(named=True):
         console.print(Text(f"  {r['agreement']:.3f}  {r['rel_path']}: {r['caption']}"), soft_wrap=True)
 
@@ -404,49 +381,60 @@ def agreement(
 @app.command()
 def export(
     library: Path = LibraryOpt,
-    to: Path = typer.Option(..., "--to", help="Folder to write the dataset to (new, or an earlier export with --overwrite)."),
-    format: str = typer.Option("parquet", "--format", help="parquet (Hugging Face datasets layout), webdataset or jsonl."),
-    filter: Optional[str] = typer.Option(None, "--filter", help='SQL condition over the export columns, e.g. '
-                                         '"agreement > 0.2 AND duration BETWEEN 30 AND 600 AND tempo_bpm > 100".'),
+    to: Path = typer.Option(
+        ..., "--to", help="Folder to write the dataset to (new, or an earlier export with --overwrite)."
+    ),
+    format: str = typer.Option(
+        "parquet", "--format", help="parquet (Hugging Face datasets layout), webdataset or jsonl."
+    ),
+    filter: str | None = typer.Option(
+        None,
+        "--filter",
+        help="SQL condition over the export columns, e.g. "
+        '"agreement > 0.2 AND duration BETWEEN 30 AND 600 AND tempo_bpm > 100".',
+    ),
     split: str = typer.Option("0.8,0.1,0.1", "--split", help="Shares of train,validation,test (1 to 3 parts)."),
     audio: str = typer.Option("bytes", "--audio", help="parquet only: embed the audio file's bytes, or its path."),
     uncaptioned: bool = typer.Option(False, "--uncaptioned", help="Also export tracks without a caption."),
     keep_flagged: bool = typer.Option(False, "--keep-flagged", help="Also export tracks with quality flags."),
-    keep_duplicates: bool = typer.Option(False, "--keep-duplicates", help="Export every copy, not one keeper per cluster "
-                                         "(a cluster still stays in one split)."),
+    keep_duplicates: bool = typer.Option(
+        False,
+        "--keep-duplicates",
+        help="Export every copy, not one keeper per cluster (a cluster still stays in one split).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the split draw."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export in --to."),
-    device: str = DeviceOpt,
 ) -> None:
     """Export a clean captioned dataset: captions, tags, descriptors and audio, split without leakage
     (duplicates and artists never span two splits)."""
-    from index import Library
-    from index.export import ExportConfig, export_dataset, parse_split
+    from tunelens.index.curation.export import parse_split
 
-    with _friendly_errors():
-        lib = Library.open(library)
-        config = ExportConfig(format=format, split=parse_split(split), filter=filter, audio=audio,
-                              require_caption=not uncaptioned, keep_flagged=keep_flagged,
-                              keep_duplicates=keep_duplicates, seed=seed, overwrite=overwrite)
-        clusters, _ = _duplicates(lib)
-        scores = _agreement(lib, device)
-        with _bar("exporting") as bar:
-            task = bar.add_task("export", total=None)
-            report = export_dataset(lib, to, config, dupes=clusters, agreement=scores,
-                                    progress=lambda d, t: bar.update(task, completed=d, total=t))
-    console.print(f"Exported {sum(report.splits.values())} tracks to {to} as {format} "
-                  f"({', '.join(f'{k} {v}' for k, v in report.splits.items())}; {report.groups} groups) in {report.seconds:.1f} s.",
-                  soft_wrap=True, markup=False)
+    with _friendly_errors(), _bars() as progress:
+        config = tunelens.ExportConfig(format=format, split=parse_split(split), filter=filter, audio=audio,
+                                       require_caption=not uncaptioned, keep_flagged=keep_flagged,
+                                       keep_duplicates=keep_duplicates, seed=seed, overwrite=overwrite)
+        report = tunelens.export_dataset(library, to, config, progress=progress)
+    console.print(
+        f"Exported {sum(report.splits.values())} tracks to {to} as {format} "
+        f"({', '.join(f'{k} {v}' for k, v in report.splits.items())}; {report.groups} groups) "
+        f"in {report.seconds:.1f} s.",
+        soft_wrap=True,
+        markup=False,
+    )
     if report.dropped:
-        console.print("Left out: " + ", ".join(f"{v} {k}" for k, v in report.dropped.items()) + ".", soft_wrap=True, markup=False)
+        console.print(
+            "Left out: " + ", ".join(f"{v} {k}" for k, v in report.dropped.items()) + ".", soft_wrap=True, markup=False
+        )
 
 
-CAPTIONER_HELP = ("Captioner: describe (the default, offline, from measurements and tags) or qwen2-audio:FOLDER|HUB_ID "
-                  "(an audio language model; a GPU is advised).")
+CAPTIONER_HELP = (
+    "Captioner: describe (the default, offline, from measurements and tags) or qwen2-audio:FOLDER|HUB_ID "
+    "(an audio language model; a GPU is advised)."
+)
 
 
 def _audio_lm_options(device: str):
-    from caption.audio_lm import AudioLMOptions
+    from tunelens.caption.audio_lm import AudioLMOptions
 
     return AudioLMOptions(device=device)
 
@@ -454,62 +442,67 @@ def _audio_lm_options(device: str):
 @app.command()
 def caption(
     library: Path = LibraryOpt,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=CAPTIONER_HELP),
+    model: str | None = typer.Option(None, "--model", "-m", help=CAPTIONER_HELP),
     device: str = typer.Option("auto", "--device", help="For an audio LM: auto, cpu, cuda or cuda:N."),
     workers: int = typer.Option(2, "--workers", help="Analysis processes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo every caption of this captioner."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Try tracks that failed before again."),
-    batch_tracks: int = typer.Option(16, "--batch-tracks", help="Tracks per saved batch: at most this much work is lost if killed."),
+    batch_tracks: int = typer.Option(
+        16, "--batch-tracks", help="Tracks per saved batch: at most this much work is lost if killed."
+    ),
 ) -> None:
     """Caption every track of LIBRARY: measured tempo, key, loudness, energy and predicted tags, in words.
 
     Resumable: a killed run keeps every finished batch; re-running captions only what is missing or changed."""
-    from caption.batch import CaptionConfig, caption_library, load_captioner
-    from index import Library
-    from index.captions import CaptionStore
-
-    with _friendly_errors():
-        lib = Library.open(library)
-        captioner = load_captioner(model, _audio_lm_options(device))
-        with Progress(TextColumn("captioning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      TimeRemainingColumn(), console=console) as bar:
-            task = bar.add_task("caption", total=None)
-            report = caption_library(lib, captioner, CaptionConfig(workers=workers, overwrite=overwrite, retry_errors=retry_errors, batch_tracks=batch_tracks),
-                                     progress=lambda done, total, _s: bar.update(task, completed=done, total=total))
-        caps = CaptionStore(lib.root).read(captioner.name)
-        failed = caps.filter(caps["status"] == "error")
-    console.print(f"{report.tracks} tracks: {report.captioned} captioned now, {report.done_before} done before, "
-                  f"{report.failed} failed.", soft_wrap=True)
-    for row in failed.head(20).iter_rows(named=True):
-        console.print(f"  failed: {row['error']}", soft_wrap=True, markup=False)
+    config = tunelens.CaptionConfig(
+        workers=workers, overwrite=overwrite, retry_errors=retry_errors, batch_tracks=batch_tracks
+    )
+    with _friendly_errors(), _bars() as progress:
+        captioner = tunelens.load_captioner(model, _audio_lm_options(device))
+        report = tunelens.caption_library(
+            library, captioner, config, progress=lambda d, t, _s: progress("captioning", d, t)
+        )
+    console.print(
+        f"{report.tracks} tracks: {report.captioned} captioned now, {report.done_before} done before, "
+        f"{report.failed} failed.",
+        soft_wrap=True,
+    )
+    for error in report.errors[:20]:
+        console.print(f"  failed: {error}", soft_wrap=True, markup=False)
 
 
 @app.command()
 def ask(
     track: str = typer.Argument(..., help="A track id, a path in the library, or any audio file."),
     question: str = typer.Argument(..., help='e.g. "what key is it in?" or "is there singing?"'),
-    library: Optional[Path] = typer.Option(None, "--library", "-l", help="Library holding the track."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Answer with an audio LM (qwen2-audio:FOLDER|HUB_ID) "
-                                        "given the audio and the measurements; default: the offline rules."),
+    library: Path | None = typer.Option(None, "--library", "-l", help="Library holding the track."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Answer with an audio LM (qwen2-audio:FOLDER|HUB_ID) "
+        "given the audio and the measurements; default: the offline rules.",
+    ),
     device: str = typer.Option("auto", "--device", help="For an audio LM: auto, cpu, cuda or cuda:N."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Answer a question about TRACK from its audio, with the evidence used and a confidence."""
-    from caption.qa import answer, evidence_for, locate
-    from index import Library
-
     with _friendly_errors():
-        lib = Library.open(library) if library else None
-        ev = evidence_for(track, lib)
-        if model and model != "describe":
-            from caption.batch import load_captioner
-
-            a = load_captioner(model, _audio_lm_options(device)).answer(question, ev, locate(track, lib)[0])
-        else:
-            a = answer(question, ev)
+        a = tunelens.ask(track, question, library, model, _audio_lm_options(device))
     if as_json:
-        print(json.dumps({"answer": a.text, "kind": a.kind, "value": a.value, "confidence": a.confidence,
-                          "evidence": a.evidence}, indent=1, default=str))
+        print(
+            json.dumps(
+                {
+                    "answer": a.text,
+                    "kind": a.kind,
+                    "value": a.value,
+                    "confidence": a.confidence,
+                    "evidence": a.evidence,
+                },
+                indent=1,
+                default=str,
+            )
+        )
         return
     console.print(a.text, soft_wrap=True, markup=False)
     if a.evidence:
@@ -524,15 +517,14 @@ def app_(
     address: str = typer.Option("127.0.0.1", "--address", help="Address to bind; 127.0.0.1 keeps it on this machine."),
 ) -> None:
     """Start the browser app on LIBRARY: search, listen, explore tracks, ask questions, see the collection."""
-    from index import Library
-
     with _friendly_errors():
-        Library.open(library)
+        tunelens.Library.open(library)
     script = Path(__file__).with_name("streamlit_app.py")
     console.print(f"tunelens app on http://{address}:{port} (Ctrl+C to stop)")
     env = {**os.environ, "TUNELENS_LIBRARY": str(library.resolve())}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", address, "--server.port", str(port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", address, "--server.port",
+           str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode",
+           "viewer"]
     sys.stdout.flush()
     os.execve(sys.executable, cmd, env)  # become the server, so that stopping this process stops it
 

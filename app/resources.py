@@ -9,9 +9,9 @@ import numpy as np
 import polars as pl
 import streamlit as st
 
-from index import Library
-from index.search import find_track
-from index.tracks import tag_probs, track_table
+from tunelens.index import Library
+from tunelens.index.core.tracks import tag_probs, track_table
+from tunelens.index.search import find_track
 
 LIBRARY_ENV = "TUNELENS_LIBRARY"
 MIME = {".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg", ".flac": "audio/flac",
@@ -41,7 +41,7 @@ def library(root: Path) -> Library:
 
 @st.cache_resource(show_spinner="Loading the model…")
 def encoder(spec: str):
-    from embed import load_encoder
+    from tunelens.embed import load_encoder
 
     return load_encoder(spec)
 
@@ -85,7 +85,7 @@ def spectrogram(path: str, content_hash: str, width: int = 1000) -> np.ndarray:
     """A mel spectrogram of the whole track as an 8-bit image (low notes at the bottom)."""
     import librosa
 
-    from embed.audio import decode
+    from tunelens.embed.audio import decode
 
     y = decode(path, 16000).samples
     mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=16000, n_fft=1024, hop_length=512, n_mels=96),

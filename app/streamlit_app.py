@@ -5,20 +5,18 @@ It composes library calls (index.search, index.tracks, caption.qa); nothing here
 """
 from __future__ import annotations
 
-import sys
 from itertools import islice
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import polars as pl
+import streamlit as st
 
-import polars as pl  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from app import resources as R  # noqa: E402
-from caption.describe import clock as m_ss  # noqa: E402
-from index.search import MAX_QUERY_CHARS, Hit, search_text, similar, to_csv, to_m3u  # noqa: E402
-from index.dupes import load_duplicates  # noqa: E402
-from index.tracks import QUALITY_FLAGS, TrackFilter, tag_probs  # noqa: E402
+from tunelens.app import resources as R
+from tunelens.caption.describe import clock as m_ss
+from tunelens.index.core.tracks import TrackFilter, tag_probs
+from tunelens.index.curation.dupes import load_duplicates
+from tunelens.index.curation.quality import QUALITY_FLAGS
+from tunelens.index.search import MAX_QUERY_CHARS, Hit, search_text, similar, to_csv, to_m3u
 
 PAGES = ["Search", "Track", "Library"]
 EXAMPLES = ["slow solo piano", "choir singing", "fast drums and percussion beat", "acoustic guitar", "flute melody"]
@@ -54,7 +52,9 @@ def filters_sidebar(table: pl.DataFrame) -> TrackFilter:
         if len(table):
             lo, hi = float(table["duration"].min()), float(table["duration"].max())
             if hi > lo:
-                d = st.slider("Duration (s)", 0.0, float(int(hi) + 1), (0.0, float(int(hi) + 1)), step=1.0, key="f_duration")
+                d = st.slider(
+                    "Duration (s)", 0.0, float(int(hi) + 1), (0.0, float(int(hi) + 1)), step=1.0, key="f_duration"
+                )
                 f.min_duration = d[0] if d[0] > 0 else None
                 f.max_duration = d[1] if d[1] < int(hi) + 1 else None
         tempi = table["tempo_bpm"].drop_nulls() if "tempo_bpm" in table.columns else pl.Series([])
@@ -135,8 +135,10 @@ def search_page(lib, root: Path) -> None:
             st.session_state["q"] = st.query_params["q"]
         query = st.text_input("Describe the music", key="q", placeholder="e.g. " + " · ".join(EXAMPLES[:3]))
         if not query.strip():
-            st.info("Type a description of the music you want: instruments, tempo, mood, style. "
-                    f"For example: *{'*, *'.join(EXAMPLES)}*.")
+            st.info(
+                "Type a description of the music you want: instruments, tempo, mood, style. "
+                f"For example: *{'*, *'.join(EXAMPLES)}*."
+            )
             return
         if len(query) > MAX_QUERY_CHARS:
             st.warning(f"The query is {len(query):,} characters long; only its first {MAX_QUERY_CHARS:,} are used.")
@@ -170,16 +172,22 @@ def track_page(lib, root: Path) -> None:
         return
     row = R.catalog_track(lib, ref)
     if row is None:
-        st.error(f"{ref.strip()[:200]!r} is not a playable track of this library. Only tracks in the library's "
-                 "catalog can be opened.")
+        st.error(
+            f"{ref.strip()[:200]!r} is not a playable track of this library. Only tracks in the library's "
+            "catalog can be opened."
+        )
         return
     full = R.table(root).filter(pl.col("track_id") == row["track_id"])
     info = full.row(0, named=True) if len(full) else row
     st.title(info["title"] or Path(info["rel_path"]).stem)
-    st.caption(" · ".join(x for x in (info.get("artist"), info.get("album"), clock(info["duration"]),
-                                      f"`{info['rel_path']}`") if x))
-    st.image(R.spectrogram(info["path"], info["content_hash"]), caption="Mel spectrogram (time →, pitch ↑)",
-             width="stretch")
+    st.caption(
+        " · ".join(
+            x for x in (info.get("artist"), info.get("album"), clock(info["duration"]), f"`{info['rel_path']}`") if x
+        )
+    )
+    st.image(
+        R.spectrogram(info["path"], info["content_hash"]), caption="Mel spectrogram (time →, pitch ↑)", width="stretch"
+    )
     data, mime = R.audio_bytes(lib, info["track_id"])
     st.audio(data, format=mime)
     left, right = st.columns([3, 2])
@@ -192,7 +200,9 @@ def track_page(lib, root: Path) -> None:
             m = st.columns(4)
             m[0].metric("Tempo", f"{info['tempo_bpm']:.0f} BPM" if info.get("tempo_bpm") else "–")
             m[1].metric("Key", info.get("key") or "–")
-            m[2].metric("Loudness", f"{info['loudness_lufs']:.1f} LUFS" if info.get("loudness_lufs") is not None else "–")
+            m[2].metric(
+                "Loudness", f"{info['loudness_lufs']:.1f} LUFS" if info.get("loudness_lufs") is not None else "–"
+            )
             m[3].metric("Length", clock(info["duration"]))
         else:
             st.info("Not captioned yet: run `tunelens caption --library LIB` for a description and measurements.")
@@ -202,8 +212,8 @@ def track_page(lib, root: Path) -> None:
         st.subheader("Top tags")
         probs = sorted(tag_probs(info.get("tags")).items(), key=lambda kv: -kv[1])[:10]
         if probs:
-            st.bar_chart(pl.DataFrame({"tag": [t for t, _ in probs], "probability": [p for _, p in probs]}),
-                         x="tag", y="probability", horizontal=True, height=300)
+            st.bar_chart(pl.DataFrame({"tag": [t for t, _ in probs], "probability": [p for _, p in probs]}), x="tag",
+                         y="probability", horizontal=True, height=300)
         else:
             st.caption("This library's model stores no tags.")
         st.subheader("Similar tracks")
@@ -213,7 +223,7 @@ def track_page(lib, root: Path) -> None:
 
 
 def qa_box(lib, info: dict) -> None:
-    from caption.qa import MAX_QUESTION_CHARS, answer, evidence_for
+    from tunelens.caption.qa import MAX_QUESTION_CHARS, answer, evidence_for
 
     history = st.session_state.setdefault(f"qa_{info['track_id']}", [])
     for role, text, note in history:
@@ -254,8 +264,10 @@ def library_page(lib, root: Path) -> None:
     m[1].metric("Hours of audio", f"{ok['duration'].sum() / 3600:.1f}")
     m[2].metric("Captioned", f"{table['caption'].is_not_null().sum():,}")
     m[3].metric("Failed files", f"{len(failed):,}")
-    st.caption(f"Model `{p.model}` · encoder `{p.encoder_version}` · {p.sample_rate} Hz, {p.window_seconds:g} s windows, "
-               f"{p.pooling} pooling · pipeline version {p.pipeline_version} · `{root}`")
+    st.caption(
+        f"Model `{p.model}` · encoder `{p.encoder_version}` · {p.sample_rate} Hz, {p.window_seconds:g} s windows, "
+        f"{p.pooling} pooling · pipeline version {p.pipeline_version} · `{root}`"
+    )
     st.subheader("Map of the collection")
     pts = R.map_points(root)
     names = R.tag_names(pts)
@@ -267,17 +279,22 @@ def library_page(lib, root: Path) -> None:
         pts = pts.with_columns(pl.col("folder").alias("colour"))
     import altair as alt
 
-    chart = (alt.Chart(pts.select("x", "y", "colour", "rel_path", "track_id").to_pandas())
-             .mark_circle(size=70).encode(x=alt.X("x", axis=None), y=alt.Y("y", axis=None), color="colour",
-                                          tooltip=["rel_path", "colour"])
-             .add_params(alt.selection_point(name="pick", fields=["track_id"])).properties(height=420))
+    chart = (
+        alt.Chart(pts.select("x", "y", "colour", "rel_path", "track_id").to_pandas())
+        .mark_circle(size=70)
+        .encode(x=alt.X("x", axis=None), y=alt.Y("y", axis=None), color="colour", tooltip=["rel_path", "colour"])
+        .add_params(alt.selection_point(name="pick", fields=["track_id"]))
+        .properties(height=420)
+    )
     event = st.altair_chart(chart, width="stretch", on_select="rerun", key="map")
     picked = event.get("selection", {}).get("pick") if event else None
     if picked:
         tid = picked[0].get("track_id")
         st.button(f"Open {pts.filter(pl.col('track_id') == tid)['rel_path'][0]}", on_click=open_track, args=(tid,))
     else:
-        st.caption("Similar tracks sit close together (a 2-D projection of the track vectors). Click a point to open it.")
+        st.caption(
+            "Similar tracks sit close together (a 2-D projection of the track vectors). Click a point to open it."
+        )
     st.subheader("Files that could not be indexed")
     if not len(failed):
         st.success("Every file was indexed.")
@@ -305,8 +322,11 @@ def library_page(lib, root: Path) -> None:
         n = clusters["cluster"].n_unique()
         st.caption(f"{n} recordings stored more than once; {int((~clusters['keeper']).sum())} spare copies.")
         for _, part in islice(clusters.group_by("cluster", maintain_order=True), 100):
-            lines = [f"- {'**keep**' if r['keeper'] else 'spare'} `{r['rel_path']}` ({r['matched_by']}, {r['bitrate_kbps']:.0f} kbps)"
-                     for r in part.iter_rows(named=True)]
+            lines = [
+                f"- {'**keep**' if r['keeper'] else 'spare'} `{r['rel_path']}` "
+                f"({r['matched_by']}, {r['bitrate_kbps']:.0f} kbps)"
+                for r in part.iter_rows(named=True)
+            ]
             st.markdown("\n".join(lines))
 
 
@@ -322,8 +342,11 @@ def main() -> None:
         st.error(f"Cannot open the library at {root}: {e}")
         return
     if "page" not in st.session_state:
-        st.session_state["page"] = st.query_params.get("page", "Search") if st.query_params.get("page") in PAGES else (
-            "Track" if st.query_params.get("track") else "Search")
+        st.session_state["page"] = (
+            st.query_params.get("page", "Search")
+            if st.query_params.get("page") in PAGES
+            else ("Track" if st.query_params.get("track") else "Search")
+        )
     with st.sidebar:
         st.markdown("## tunelens")
         st.radio("Page", PAGES, key="page", label_visibility="collapsed")

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from caption import evidence as E
-from caption.describe import Caption, clock
-from caption.evidence import Evidence, Thresholds
-from embed.base import EncoderOptions, resolve_device
-from embed.hf import check_tokenizer, load_pretrained, quiet_transformers, weights_fingerprint
+from tunelens.caption import evidence as E
+from tunelens.caption.base import Caption
+from tunelens.caption.describe import clock
+from tunelens.caption.evidence import Evidence, Thresholds
+from tunelens.embed.base import EncoderOptions, resolve_device
+from tunelens.embed.hf import check_tokenizer, load_pretrained, quiet_transformers, weights_fingerprint
 
 PROMPT_VERSION = 1
 SYSTEM = ("You are a careful music analyst. Describe only what you hear. Measurements taken from the audio are "
@@ -122,7 +123,7 @@ class Qwen2AudioLM:
         return out
 
     def _audio(self, path: str | Path) -> np.ndarray:
-        from embed.audio import decode
+        from tunelens.embed.audio import decode
 
         return decode(path, self.sample_rate).samples
 
@@ -138,16 +139,20 @@ class Qwen2AudioLM:
                    f"of the track. Describe the music in this clip: instruments, voices, style, mood, and how it "
                    f"changes." for a, b in spans]
         parts = self.generate(prompts, [[audio[a:b]] for a, b in spans])
-        description = "\n".join(f"{clock(a / sr)}-{clock(b / sr)}: {' '.join(t.split())}" for (a, b), t in zip(spans, parts))
-        summary_prompt = (f"Measurements of a music track:\n{facts}\n\nDescriptions of its consecutive parts:\n"
-                          f"{description}\n\nWrite a caption of one to three sentences for the whole track, stating "
-                          f"only what the measurements and descriptions support.")
-        caption, = self.generate([summary_prompt])
+        description = "\n".join(
+            f"{clock(a / sr)}-{clock(b / sr)}: {' '.join(t.split())}" for (a, b), t in zip(spans, parts)
+        )
+        summary_prompt = (
+            f"Measurements of a music track:\n{facts}\n\nDescriptions of its consecutive parts:\n"
+            f"{description}\n\nWrite a caption of one to three sentences for the whole track, stating "
+            f"only what the measurements and descriptions support."
+        )
+        (caption,) = self.generate([summary_prompt])
         return Caption(caption=caption, description=description)
 
     # -- music QA --------------------------------------------------------------------------------------
-    def answer(self, question: str, ev: Evidence, path: str | Path):
-        from caption.qa import Answer
+    def answer(self, question: str, ev: Evidence, path: str | Path | None = None):
+        from tunelens.caption.qa import Answer
 
         audio = self._audio(path)
         sr = self.sample_rate
@@ -157,10 +162,12 @@ class Qwen2AudioLM:
             spans = [spans[i] for i in sorted(set(picks.tolist()))]
         facts = evidence_lines(ev)
         where = ", ".join(f"clip {i + 1} is {clock(a / sr)}-{clock(b / sr)}" for i, (a, b) in enumerate(spans))
-        prompt = (f"Measurements of the whole track:\n" + "\n".join(facts) + f"\n\nThe clips are from this track ({where})."
-                  f"\nQuestion: {question}\nAnswer briefly. If the audio and measurements cannot tell, say "
-                  f"\"I can't tell that from the audio.\"")
-        text, = self.generate([prompt], [[audio[a:b] for a, b in spans]])
+        prompt = (
+            "Measurements of the whole track:\n" + "\n".join(facts) + f"\n\nThe clips are from this track ({where})."
+            f"\nQuestion: {question}\nAnswer briefly. If the audio and measurements cannot tell, say "
+            f'"I can\'t tell that from the audio."'
+        )
+        (text,) = self.generate([prompt], [[audio[a:b] for a, b in spans]])
         return Answer(text, "audio-lm", text, None, [f"{self.name} on {len(spans)} clip(s)"] + facts)
 
 

@@ -5,18 +5,19 @@ library's caption store at once, so a killed run loses at most the batches in fl
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import polars as pl
 
-from caption.describe import DescribeCaptioner
-from caption.descriptors import DESCRIPTORS_VERSION, Descriptors, analyse
-from caption.evidence import Evidence, parse_tags
-from embed.audio import error_reason
-from index import Library
-from index.captions import CaptionStore
+from tunelens.caption.base import Captioner, load_captioner
+from tunelens.caption.descriptors import DESCRIPTORS_VERSION, Descriptors, analyse
+from tunelens.caption.evidence import Evidence, parse_tags
+from tunelens.embed.audio import error_reason
+from tunelens.index import Library
+from tunelens.index.core.captions import CaptionStore
 
 
 @dataclass
@@ -34,24 +35,7 @@ class CaptionReport:
     captioned: int = 0
     failed: int = 0
     seconds_of_audio: float = 0.0
-
-
-CAPTIONERS = ("describe", "qwen2-audio:FOLDER|HUB_ID")
-
-
-def load_captioner(spec: str | None = None, options=None):
-    """`describe` (the offline default) or `qwen2-audio:FOLDER|HUB_ID` (an audio LM; `options`: AudioLMOptions).
-
-    Both answer `caption(evidence, track_id, path)`; an audio LM also reads the audio at `path`."""
-    spec = spec or "describe"
-    if spec == "describe":
-        return DescribeCaptioner()
-    prefix, _, arg = spec.partition(":")
-    if prefix == "qwen2-audio":
-        from caption.audio_lm import load_qwen2_audio
-
-        return load_qwen2_audio(arg, options)
-    raise ValueError(f"unknown captioner {spec!r}; use one of {', '.join(CAPTIONERS)}")
+    errors: list[str] = field(default_factory=list)  # why each track of this captioner failed (this run or before)
 
 
 def full_version(captioner) -> str:
@@ -70,9 +54,14 @@ def _analyse_batch(paths: list[str]) -> list[tuple[dict | None, str | None]]:
     return [_analyse_one(p) for p in paths]
 
 
-def caption_library(lib: Library, captioner=None, config: CaptionConfig = CaptionConfig(),
+def caption_library(library: Library | str | Path, captioner: Captioner | str | None = None,
+                    config: CaptionConfig = CaptionConfig(),
                     progress: Callable[[int, int, float], None] | None = None) -> CaptionReport:
-    captioner = captioner or DescribeCaptioner()
+    """Caption every track of `library` that has no current caption from `captioner` (an instance, a spec such
+    as "describe" or "qwen2-audio:FOLDER", or None for describe), as `tunelens caption` does."""
+    lib = Library.coerce(library)
+    if captioner is None or isinstance(captioner, str):
+        captioner = load_captioner(captioner)
     store = CaptionStore(lib.root)
     with lib.lock():
         if config.overwrite:
@@ -100,6 +89,7 @@ def caption_library(lib: Library, captioner=None, config: CaptionConfig = Captio
             if progress:
                 progress(finished, len(todo), report.seconds_of_audio)
         store.compact(set(tracks["track_id"]))
+        report.errors = store.read(captioner.name).filter(pl.col("status") == "error")["error"].to_list()
     return report
 
 

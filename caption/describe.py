@@ -7,19 +7,14 @@ a catalogue does not read as one template, while the same track always gets the 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from pathlib import Path
 
-from caption import evidence as E
-from caption.evidence import CAPTION_THRESHOLDS, Evidence, Thresholds
+from tunelens.caption import evidence as E
+from tunelens.caption.base import Caption
+from tunelens.caption.evidence import CAPTION_THRESHOLDS, Evidence, Thresholds
 
 NAME = "describe"
 VERSION = "describe-3"  # 3: the description also lists "possible" judgements
-
-
-@dataclass
-class Caption:
-    caption: str  # 1-3 sentences
-    description: str  # the longer account, with the evidence behind each statement
 
 
 def _pick(options: list[str], seed: int, slot: int) -> str:
@@ -41,6 +36,8 @@ def clock(seconds: float) -> str:
 
 
 class DescribeCaptioner:
+    """Captions and answers from the evidence alone, by the rules of `caption.evidence` (no model writes text)."""
+
     name = NAME
     version = VERSION
 
@@ -72,9 +69,13 @@ class DescribeCaptioner:
             adjectives.append(g)
         lead = " ".join(adjectives + [noun])
         if clear_inst:
-            s1 = _pick([f"{_article(lead).capitalize()} {lead} for {_join(clear_inst)}",
-                        f"{_article(lead).capitalize()} {lead} built on {_join(clear_inst)}",
-                        f"{_join(clear_inst).capitalize()} carr{'y' if len(clear_inst) > 1 else 'ies'} this {lead}"], seed, 1)
+            s1 = _pick(
+                [f"{_article(lead).capitalize()} {lead} for {_join(clear_inst)}",
+                 f"{_article(lead).capitalize()} {lead} built on {_join(clear_inst)}",
+                 f"{_join(clear_inst).capitalize()} carr{'y' if len(clear_inst) > 1 else 'ies'} this {lead}"],
+                seed,
+                1,
+            )
         else:
             s1 = f"{_article(lead).capitalize()} {lead}"
         if likely_inst:
@@ -93,8 +94,11 @@ class DescribeCaptioner:
         if tempo is not None:
             cls = E.tempo_class(tempo.value, th)
             bpm = f"{tempo.value:.0f} BPM"
-            parts.append(f"{_pick(['moves at', 'runs at', 'sits at'], seed, 4)} {'about ' if tempo.strength == 'clear' else 'roughly '}{bpm}"
-                         f" ({cls if tempo.strength == 'clear' else 'likely ' + cls})")
+            parts.append(
+                f"{_pick(['moves at', 'runs at', 'sits at'], seed, 4)} "
+                f"{'about ' if tempo.strength == 'clear' else 'roughly '}{bpm}"
+                f" ({cls if tempo.strength == 'clear' else 'likely ' + cls})"
+            )
         if key is not None:
             parts.append(f"{'is in' if key.strength == 'clear' else 'is likely in'} {key.value}")
         s2 = ("It " + _join(parts) + ".") if parts else ""
@@ -125,9 +129,27 @@ class DescribeCaptioner:
         if loud:
             lra = f", loudness range {d.loudness_range_lu:.1f} LU" if d.loudness_range_lu is not None else ""
             details.append(f"Loudness: {loud}, {d.loudness_lufs:.1f} LUFS integrated{lra}.")
-        details.append(f"Tone: {E.brightness_word(ev)} (median spectral centroid {d.brightness_hz:.0f} Hz); "
-                       f"{d.onset_rate:.1f} note onsets per second.")
+        details.append(
+            f"Tone: {E.brightness_word(ev)} (median spectral centroid {d.brightness_hz:.0f} Hz); "
+            f"{d.onset_rate:.1f} note onsets per second."
+        )
         if shape:
-            details.append(f"Shape: {shape['start']}, {shape['shape']}, {shape['end']} (energy by tenths, dB: "
-                           + " ".join(f"{x:.0f}" for x in d.energy_db) + ").")
+            details.append(
+                f"Shape: {shape['start']}, {shape['shape']}, {shape['end']} (energy by tenths, dB: "
+                + " ".join(f"{x:.0f}" for x in d.energy_db)
+                + ")."
+            )
         return Caption(caption=caption, description=" ".join(details))
+
+    def answer(self, question: str, ev: Evidence, path: str | Path | None = None):
+        """`caption.qa.answer`: rules over the evidence, with a confidence; `path` is unused."""
+        from tunelens.caption.qa import answer
+
+        return answer(question, ev)
+
+
+def load_describe(arg: str = "", options: object = None) -> DescribeCaptioner:
+    """The registry's factory for `describe` (it takes no argument or options)."""
+    if arg:
+        raise ValueError(f"the describe captioner takes no argument (got describe:{arg})")
+    return DescribeCaptioner()

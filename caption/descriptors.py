@@ -4,17 +4,19 @@ Tempo: onset strength in four registers (mel bands 0-16-32-64-128: bass, tenor, 
 Klapuri, Eronen & Astola 2006), so a bass line marking the beat is not drowned by upper voices that
 subdivide it; the normalised autocorrelations of the registers that sound are averaged, weighted by a
 log-normal prior centred at 120 BPM (one octave wide, the usual perceptual prior), and the peak is
-refined to sub-frame lag by a parabola; the confidence is the averaged autocorrelation at that lag. Key: mean chroma correlated with
-Temperley's major and minor key profiles. Loudness: ITU-R BS.1770 integrated loudness (pyloudnorm) on
-the file's own channels and rate; loudness range per EBU Tech 3342 (10th to 95th percentile of gated
+refined to sub-frame lag by a parabola; the confidence is the averaged autocorrelation at that lag. Key: mean
+chroma correlated with Temperley's major and minor key profiles. Loudness: ITU-R BS.1770 integrated loudness
+(pyloudnorm) on the file's own channels and rate; loudness range per EBU Tech 3342 (10th to 95th percentile of gated
 3 s short-term loudness). Brightness: median spectral centroid. Energy: RMS in ten equal spans.
 """
+
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from tunelens.index.core.schema import Descriptors  # the stored record; measured here
 
 DESCRIPTORS_VERSION = "d2"
 ANALYSIS_SR = 22050
@@ -26,29 +28,6 @@ PITCH_CLASSES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"
 # Temperley (2001), "The Cognition of Basic Musical Structures", as revised from Kostka & Payne.
 MAJOR_PROFILE = np.array([5.0, 2.0, 3.5, 2.0, 4.5, 4.0, 2.0, 4.5, 2.0, 3.5, 1.5, 4.0])
 MINOR_PROFILE = np.array([5.0, 2.0, 3.5, 4.5, 2.0, 4.0, 2.0, 4.5, 3.5, 2.0, 1.5, 4.0])
-
-
-@dataclass
-class Descriptors:
-    duration: float
-    tempo_bpm: float | None
-    tempo_confidence: float
-    key: str | None  # "G major"
-    key_confidence: float  # correlation margin over the runner-up key
-    loudness_lufs: float | None
-    loudness_range_lu: float | None
-    brightness_hz: float
-    onset_rate: float  # onsets per second
-    energy_db: list[float] = field(default_factory=list)  # RMS in ten equal spans, dB relative to the loudest
-
-    @property
-    def mode(self) -> str | None:
-        return self.key.split()[1] if self.key else None
-
-    def as_row(self) -> dict:
-        row = asdict(self)
-        row["energy_db"] = [float(x) for x in self.energy_db]
-        return row
 
 
 def tempo(onset_envs: np.ndarray, sr: int = ANALYSIS_SR, hop: int = HOP) -> tuple[float | None, float]:
@@ -85,7 +64,9 @@ def key(chroma_mean: np.ndarray) -> tuple[str | None, float]:
     scores = []
     for mode, profile in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE)):
         for tonic in range(12):
-            scores.append((float(np.corrcoef(chroma_mean, np.roll(profile, tonic))[0, 1]), f"{PITCH_CLASSES[tonic]} {mode}"))
+            scores.append(
+                (float(np.corrcoef(chroma_mean, np.roll(profile, tonic))[0, 1]), f"{PITCH_CLASSES[tonic]} {mode}")
+            )
     scores.sort(reverse=True)
     return scores[0][1], scores[0][0] - scores[1][0]
 
@@ -105,7 +86,10 @@ def loudness(data: np.ndarray, sr: int) -> tuple[float | None, float | None]:
             weighted[:, ch] = stage.apply_filter(weighted[:, ch])
     gains = np.array([1.0, 1.0, 1.0, 1.41, 1.41])[: weighted.shape[1]]
     block = 3 * sr
-    power = [float(np.sum(gains * np.mean(weighted[s:s + block] ** 2, axis=0))) for s in range(0, len(weighted) - block + 1, sr)]
+    power = [
+        float(np.sum(gains * np.mean(weighted[s : s + block] ** 2, axis=0)))
+        for s in range(0, len(weighted) - block + 1, sr)
+    ]
     st = np.array([-0.691 + 10 * np.log10(p) for p in power if p > 0])
     st = st[st > -70.0]
     if len(st) >= 2:
@@ -118,38 +102,38 @@ def analyse_samples(data: np.ndarray, sr: int) -> Descriptors:
     """Descriptors of [samples, channels] float audio at `sr`."""
     import librosa
 
-    from embed.audio import to_mono_resampled
+    from tunelens.embed.audio import to_mono_resampled
 
     lufs, lra = loudness(data, sr)
     y = to_mono_resampled(data, sr, ANALYSIS_SR)
     stft = np.abs(librosa.stft(y, n_fft=2048, hop_length=HOP))
-    mel = librosa.feature.melspectrogram(S=stft ** 2, sr=ANALYSIS_SR)
+    mel = librosa.feature.melspectrogram(S=stft**2, sr=ANALYSIS_SR)
     mel_db = librosa.power_to_db(mel)
     onset_env = librosa.onset.onset_strength(S=mel_db, sr=ANALYSIS_SR, hop_length=HOP)
     registers = librosa.onset.onset_strength_multi(S=mel_db, sr=ANALYSIS_SR, hop_length=HOP, channels=TEMPO_REGISTERS)
     bpm, bpm_conf = tempo(registers)
     onsets = librosa.onset.onset_detect(onset_envelope=onset_env, sr=ANALYSIS_SR, hop_length=HOP)
-    chroma = librosa.feature.chroma_stft(S=stft ** 2, sr=ANALYSIS_SR, n_fft=2048)
+    chroma = librosa.feature.chroma_stft(S=stft**2, sr=ANALYSIS_SR, n_fft=2048)
     k, k_conf = key(chroma.mean(axis=1))
     centroid = librosa.feature.spectral_centroid(S=stft, sr=ANALYSIS_SR)[0]
     rms = librosa.feature.rms(S=stft, frame_length=2048)[0]
     duration = len(y) / ANALYSIS_SR
     spans = np.array_split(rms, 10) if len(rms) >= 10 else [rms]
-    energy = np.array([np.sqrt(np.mean(s ** 2)) if len(s) else 0.0 for s in spans])
+    energy = np.array([np.sqrt(np.mean(s**2)) if len(s) else 0.0 for s in spans])
     energy_db = 20 * np.log10(np.maximum(energy, 1e-6) / max(energy.max(), 1e-6))
     loud_frames = centroid[rms > 0.1 * rms.max()] if rms.max() > 0 else centroid
-    return Descriptors(
-        duration=round(duration, 3), tempo_bpm=None if bpm is None else round(bpm, 2), tempo_confidence=round(bpm_conf, 3),
-        key=k, key_confidence=round(k_conf, 4), loudness_lufs=None if lufs is None else round(lufs, 2),
-        loudness_range_lu=None if lra is None else round(lra, 2),
-        brightness_hz=round(float(np.median(loud_frames)) if len(loud_frames) else 0.0, 1),
-        onset_rate=round(len(onsets) / max(duration, 1e-3), 3), energy_db=[round(float(x), 2) for x in energy_db],
-    )
+    return Descriptors(duration=round(duration, 3), tempo_bpm=None if bpm is None else round(bpm, 2),
+                       tempo_confidence=round(bpm_conf, 3), key=k, key_confidence=round(k_conf, 4),
+                       loudness_lufs=None if lufs is None else round(lufs, 2),
+                       loudness_range_lu=None if lra is None else round(lra, 2),
+                       brightness_hz=round(float(np.median(loud_frames)) if len(loud_frames) else 0.0, 1),
+                       onset_rate=round(len(onsets) / max(duration, 1e-3), 3),
+                       energy_db=[round(float(x), 2) for x in energy_db])
 
 
 def analyse(path: str | Path) -> Descriptors:
     """Descriptors of an audio file; raises `embed.audio.AudioError` naming the reason when it cannot be read."""
-    from embed.audio import read_audio
+    from tunelens.embed.audio import read_audio
 
     data, sr = read_audio(path)
     return analyse_samples(data.astype(np.float32, copy=False), sr)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from caption.descriptors import Descriptors
-from index.tracks import tag_probs
+from tunelens.caption.descriptors import Descriptors
+from tunelens.index.core.tracks import tag_probs
 
 # Instrument tags of the two musicnn taggers, with the word a caption uses for each.
 INSTRUMENT_TAGS = {
@@ -82,7 +82,7 @@ class Evidence:
     tags: dict[str, float] = field(default_factory=dict)  # predicted tag → probability (may be empty)
 
     @classmethod
-    def from_row(cls, row: dict) -> "Evidence":
+    def from_row(cls, row: dict) -> Evidence:
         """From a joined catalog + captions row (descriptor columns and the catalog's `tags` JSON)."""
         d = Descriptors(**{k: row.get(k) for k in Descriptors.__dataclass_fields__})
         if d.energy_db is None:
@@ -95,7 +95,15 @@ def _p(ev: Evidence, tag: str) -> float:
 
 
 def _strength(x: float, clear: float, likely: float, possible: float | None = None) -> str | None:
-    return "clear" if x >= clear else "likely" if x >= likely else "possible" if possible is not None and x >= possible else None
+    return (
+        "clear"
+        if x >= clear
+        else "likely"
+        if x >= likely
+        else "possible"
+        if possible is not None and x >= possible
+        else None
+    )
 
 
 def instrument(ev: Evidence, tag: str, th: Thresholds = Thresholds()) -> Judgement | None:
@@ -112,7 +120,11 @@ def instruments(ev: Evidence, th: Thresholds = Thresholds()) -> list[Judgement]:
     if any(j.strength != "possible" for j in out):
         out = [j for j in out if j.strength != "possible"]
     if any(j.value == "violin" for j in out) and any(j.value == "strings" for j in out):
-        out = [j for j in out if j.value != "violin"] if _p(ev, "strings") >= _p(ev, "violin") else [j for j in out if j.value != "strings"]
+        out = (
+            [j for j in out if j.value != "violin"]
+            if _p(ev, "strings") >= _p(ev, "violin")
+            else [j for j in out if j.value != "strings"]
+        )
     return sorted(out, key=lambda j: -j.score)
 
 
@@ -150,7 +162,9 @@ def tempo(ev: Evidence, th: Thresholds = Thresholds()) -> Judgement | None:
     s = _strength(d.tempo_confidence, th.tempo_confidence, th.tempo_min_confidence, th.tempo_possible)
     if d.tempo_bpm is None or s is None:
         return None
-    return Judgement(float(d.tempo_bpm), s, f"onset autocorrelation peak {d.tempo_confidence:.2f} at {d.tempo_bpm:.0f} BPM")
+    return Judgement(
+        float(d.tempo_bpm), s, f"onset autocorrelation peak {d.tempo_confidence:.2f} at {d.tempo_bpm:.0f} BPM"
+    )
 
 
 def tempo_class(bpm: float, th: Thresholds = Thresholds()) -> str:
@@ -169,7 +183,17 @@ def loudness_word(ev: Evidence) -> str | None:
     lufs = ev.descriptors.loudness_lufs
     if lufs is None:
         return None
-    return "very loud" if lufs > -9 else "loud" if lufs > -14 else "moderately loud" if lufs > -20 else "quiet" if lufs > -30 else "very quiet"
+    return (
+        "very loud"
+        if lufs > -9
+        else "loud"
+        if lufs > -14
+        else "moderately loud"
+        if lufs > -20
+        else "quiet"
+        if lufs > -30
+        else "very quiet"
+    )
 
 
 def brightness_word(ev: Evidence) -> str:
@@ -183,9 +207,15 @@ def energy_shape(ev: Evidence) -> dict[str, str]:
     if len(e) < 4:
         return {}
     body = sorted(e)[len(e) // 2]
-    start = "starts quietly" if e[0] < body - 6 else "starts at full strength" if e[0] >= body - 1.5 else "starts a little softer"
-    end = ("fades out" if e[-1] < body - 10 else "ends softly" if e[-1] < body - 4 else "ends at full strength")
-    first, second = sum(e[: len(e) // 2]) / (len(e) // 2), sum(e[len(e) // 2:]) / (len(e) - len(e) // 2)
+    start = (
+        "starts quietly"
+        if e[0] < body - 6
+        else "starts at full strength"
+        if e[0] >= body - 1.5
+        else "starts a little softer"
+    )
+    end = "fades out" if e[-1] < body - 10 else "ends softly" if e[-1] < body - 4 else "ends at full strength"
+    first, second = sum(e[: len(e) // 2]) / (len(e) // 2), sum(e[len(e) // 2 :]) / (len(e) - len(e) // 2)
     shape = "builds up" if second > first + 4 else "winds down" if first > second + 4 else "keeps a steady level"
     return {"start": start, "end": end, "shape": shape}
 
@@ -200,5 +230,9 @@ def danceability(ev: Evidence, th: Thresholds = Thresholds()) -> Judgement | Non
     score = 0.5 * tag_p + 0.3 * d.tempo_confidence + 0.2 * (1.0 if in_range else 0.0) + 0.1 * min(d.onset_rate / 4, 1.0)
     value = score >= 0.45
     strength = "clear" if abs(score - 0.45) > 0.15 else "likely"
-    return Judgement(value, strength, f"dance tags {tag_p:.2f}, pulse clarity {d.tempo_confidence:.2f}, "
-                                      f"{d.tempo_bpm:.0f} BPM, {d.onset_rate:.1f} onsets/s (score {score:.2f})")
+    return Judgement(
+        value,
+        strength,
+        f"dance tags {tag_p:.2f}, pulse clarity {d.tempo_confidence:.2f}, "
+        f"{d.tempo_bpm:.0f} BPM, {d.onset_rate:.1f} onsets/s (score {score:.2f})",
+    )

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from caption import evidence as E
-from caption.evidence import INSTRUMENT_TAGS, Evidence, Thresholds, parse_tags
+from tunelens.caption import evidence as E
+from tunelens.caption.evidence import INSTRUMENT_TAGS, Evidence, Thresholds, parse_tags
 
 CANT_TELL = "I can't tell that from the audio."
 MAX_QUESTION_CHARS = 1000
@@ -20,9 +20,21 @@ MAX_QUESTION_CHARS = 1000
 UNKNOWN_INSTRUMENTS = ("organ", "trumpet", "brass", "trombone", "horn", "clarinet", "saxophone", "sax", "oboe",
                        "bassoon", "bass guitar", "accordion", "banjo", "ukulele", "mandolin", "tuba", "xylophone",
                        "marimba", "bagpipe", "harmonica")
-SYNONYMS = {"violins": "violin", "strings": "strings", "string": "strings", "drum": "drums", "percussion": "drums",
-            "synthesizer": "synthesizer", "synth": "synthesizer", "keyboard": "piano", "choir": "choir", "chorus": "choir",
-            "guitars": "guitar", "flutes": "flute", "cellos": "cello"}
+SYNONYMS = {
+    "violins": "violin",
+    "strings": "strings",
+    "string": "strings",
+    "drum": "drums",
+    "percussion": "drums",
+    "synthesizer": "synthesizer",
+    "synth": "synthesizer",
+    "keyboard": "piano",
+    "choir": "choir",
+    "chorus": "choir",
+    "guitars": "guitar",
+    "flutes": "flute",
+    "cellos": "cello",
+}
 
 
 @dataclass
@@ -41,7 +53,8 @@ class Answer:
 
 _PATTERNS = [
     ("lyrics", r"\b(lyric|lyrics|words|what (is|are) (she|he|they) (singing|saying))\b"),
-    ("outside", r"\b(who|composer|composed|wrote|written|artist|band|year|when was|released|label|title|name of|country of)\b"),
+    ("outside",
+     r"\b(who|composer|composed|wrote|written|artist|band|year|when was|released|label|title|name of|country of)\b"),
     ("danceability", r"\b(danc\w*|groove|groovy)\b"),
     ("start", r"\b(start|starts|begin|begins|beginning|intro|opening|open)\b"),
     ("end", r"\b(end|ends|ending|outro|finish|finishes|close|closes)\b"),
@@ -62,7 +75,9 @@ def classify(question: str) -> tuple[str, str | None]:
     """(kind, instrument named in the question, if any)."""
     q = question.lower()
     named = None
-    for word in sorted(list(INSTRUMENT_TAGS.values()) + list(SYNONYMS) + list(UNKNOWN_INSTRUMENTS), key=len, reverse=True):
+    for word in sorted(
+        list(INSTRUMENT_TAGS.values()) + list(SYNONYMS) + list(UNKNOWN_INSTRUMENTS), key=len, reverse=True
+    ):
         if re.search(rf"\b{re.escape(word)}\b", q):
             named = SYNONYMS.get(word, word)
             break
@@ -102,7 +117,8 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
     if kind == "tempo":
         j = E.tempo(ev, th)
         if j is None:
-            return Answer(CANT_TELL + " The pulse is too weak to measure a tempo.", kind, evidence=[f"pulse clarity {d.tempo_confidence:.2f}"])
+            return Answer(CANT_TELL + " The pulse is too weak to measure a tempo.", kind,
+                          evidence=[f"pulse clarity {d.tempo_confidence:.2f}"])
         cls = E.tempo_class(j.value, th)
         weak = ", though the pulse is weak" if j.strength == "possible" else ""
         return Answer(f"It is {_hedge(j.strength)}about {j.value:.0f} BPM, a {cls} tempo{weak}.", kind, j.value,
@@ -110,17 +126,26 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
     if kind in ("key", "mode"):
         j = E.key(ev, th)
         if j is None:
-            return Answer(CANT_TELL + " No key stands out clearly.", kind, evidence=[f"key margin {d.key_confidence:.3f}"])
+            return Answer(
+                CANT_TELL + " No key stands out clearly.", kind, evidence=[f"key margin {d.key_confidence:.3f}"]
+            )
         mode = d.mode
         hedge = _hedge(j.strength)
         if kind == "mode":
-            asked = "minor" if re.search(r"\bminor\b", question.lower()) and not re.search(r"\bmajor\b", question.lower()) else \
-                "major" if re.search(r"\bmajor\b", question.lower()) and not re.search(r"\bminor\b", question.lower()) else None
+            asked = (
+                "minor"
+                if re.search(r"\bminor\b", question.lower()) and not re.search(r"\bmajor\b", question.lower())
+                else "major"
+                if re.search(r"\bmajor\b", question.lower()) and not re.search(r"\bminor\b", question.lower())
+                else None
+            )
             if asked:
                 yes = asked == mode
                 return Answer(f"{'Yes' if yes else 'No'}, it is {hedge}in {j.value}{_weak_key(j)}.", kind, mode,
                               _conf(j.strength), [j.evidence])
-            return Answer(f"It is {hedge}in a {mode} key ({j.value}){_weak_key(j)}.", kind, mode, _conf(j.strength), [j.evidence])
+            return Answer(
+                f"It is {hedge}in a {mode} key ({j.value}){_weak_key(j)}.", kind, mode, _conf(j.strength), [j.evidence]
+            )
         return Answer(f"It is {hedge}in {j.value}{_weak_key(j)}.", kind, j.value, _conf(j.strength), [j.evidence])
     if kind == "duration":
         m, s = divmod(int(round(d.duration)), 60)
@@ -164,12 +189,19 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
         j = E.instrument(ev, tag, th)
         if j is not None:
             text = {"clear": f"Yes, there is {named}.", "likely": f"Probably yes, there is {named}."}.get(
-                j.strength, f"Possibly: {named} is the instrument the taggers hear most, but the evidence is weak.")
+                j.strength, f"Possibly: {named} is the instrument the taggers hear most, but the evidence is weak."
+            )
             return Answer(text, "instrument", True, _conf(j.strength), [j.evidence])
         section = E.instrument(ev, "strings", th) if named in STRING_SECTION else None
         if section is not None and section.strength != "possible":
-            return Answer(f"Probably: I {'hear' if section.strength == 'clear' else 'probably hear'} strings, "
-                          f"and a string section usually includes {named}s.", "instrument", True, 0.6, [section.evidence])
+            return Answer(
+                f"Probably: I {'hear' if section.strength == 'clear' else 'probably hear'} strings, "
+                f"and a string section usually includes {named}s.",
+                "instrument",
+                True,
+                0.6,
+                [section.evidence],
+            )
         if p < th.instrument_likely / 4:
             return Answer(f"No, I don't hear {named}.", "instrument", False, 0.7, [f"tag '{tag}' p={p:.2f}"])
         return Answer(f"Probably not: the evidence for {named} is weak (p={p:.2f}).", "instrument", False, 0.4,
@@ -177,7 +209,9 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
     if kind in ("instrument", "instruments"):
         js = E.instruments(ev, th)
         if not js:
-            return Answer(CANT_TELL + " No instrument tag is strong enough.", "instruments", evidence=["all instrument tags weak"])
+            return Answer(
+                CANT_TELL + " No instrument tag is strong enough.", "instruments", evidence=["all instrument tags weak"]
+            )
         parts = [f"{_hedge(j.strength)}{j.value}" for j in js]
         weak = " (weak evidence: no instrument tag is strong)" if js[0].strength == "possible" else ""
         return Answer(f"I hear {', '.join(parts)}{weak}.", "instruments", [j.value for j in js],
@@ -187,8 +221,10 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
         if j is None:
             return Answer(CANT_TELL + " The vocal evidence is mixed.", kind)
         if j.value:
-            return Answer(f"{'Yes' if j.strength == 'clear' else 'Probably'}, there is singing.", kind, True, _conf(j.strength), [j.evidence])
-        return Answer(f"{'No' if j.strength == 'clear' else 'Probably not'}, it sounds instrumental.", kind, False, _conf(j.strength), [j.evidence])
+            return Answer(f"{'Yes' if j.strength == 'clear' else 'Probably'}, there is singing.", kind, True,
+                          _conf(j.strength), [j.evidence])
+        return Answer(f"{'No' if j.strength == 'clear' else 'Probably not'}, it sounds instrumental.", kind, False,
+                      _conf(j.strength), [j.evidence])
     if kind == "genre":
         js = E.genres(ev, th)
         if not js:
@@ -215,7 +251,7 @@ def locate(ref: str, library=None) -> tuple[Path, dict | None]:
     """The audio file for a track id, a library path or any audio file, and its catalog row when it has one."""
     row = None
     if library is not None:
-        from index.search import find_track
+        from tunelens.index.search import find_track
 
         row = find_track(library, ref)
         if row is not None:
@@ -226,27 +262,45 @@ def locate(ref: str, library=None) -> tuple[Path, dict | None]:
     return path, row
 
 
-def evidence_for(ref: str, library=None) -> "Evidence":
+def evidence_for(ref: str, library=None) -> Evidence:
     """Evidence for a track id or path: stored descriptors and tags when the library has them, else measured now
     (with tags from the default musicnn tagger)."""
-    from caption.descriptors import analyse
+    from tunelens.caption.descriptors import analyse
 
     path, row = locate(ref, library)
     if row is not None:
-        from index.captions import CaptionStore
+        from tunelens.index.core.captions import CaptionStore
 
         caps = CaptionStore(library.root).read()
-        stored = caps.filter((caps["track_id"] == row["track_id"]) & (caps["status"] == "ok")
-                             & (caps["content_hash"] == row["content_hash"]))
+        stored = caps.filter(
+            (caps["track_id"] == row["track_id"])
+            & (caps["status"] == "ok")
+            & (caps["content_hash"] == row["content_hash"])
+        )
         if len(stored):
             return Evidence.from_row({**stored.row(0, named=True), "tags": row.get("tags")})
     d = analyse(path)
     if row is not None and row.get("tags"):
         return Evidence(d, parse_tags(row["tags"]))
-    from embed import load_encoder
-    from embed.pipeline import embed_stream
+    from tunelens.embed import load_encoder
+    from tunelens.embed.audio import AudioError
+    from tunelens.embed.pipeline import embed_file
 
     encoder = load_encoder("musicnn")
-    (_, emb, _, reason), = list(embed_stream([path], encoder, workers=1))
-    tags = {} if emb is None else {n: float(p) for n, p in zip(encoder.tag_names, emb.tag_probs)}
-    return Evidence(d, tags)
+    try:
+        emb = embed_file(path, encoder)
+    except AudioError:  # measured above, so readable; too short for a window: no tags
+        return Evidence(d, {})
+    return Evidence(d, {n: float(p) for n, p in zip(encoder.tag_names, emb.tag_probs)})
+
+
+def ask(track: str, question: str, library=None, model: str | None = None, options: object = None) -> Answer:
+    """Answer `question` about `track` (a track id or path in `library`, or any audio file), as `tunelens ask`
+    does: from the offline rules (`model` None or "describe") or an audio LM (`model` "qwen2-audio:FOLDER",
+    `options` its `AudioLMOptions`)."""
+    from tunelens.caption.base import load_captioner
+    from tunelens.index import Library
+
+    lib = Library.coerce(library) if library is not None else None
+    ev = evidence_for(str(track), lib)
+    return load_captioner(model, options).answer(question, ev, locate(str(track), lib)[0])

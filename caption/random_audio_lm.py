@@ -19,10 +19,15 @@ DEFAULT_TEXT = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers
 def make_random_qwen2_audio(folder: str | Path, size: str = "tiny", seed: int = 0, dtype: str = "float32") -> Path:
     """Write a random-weight `Qwen2AudioForConditionalGeneration` + processor. `size`: "tiny" or "default"."""
     import torch
-    from transformers import (PreTrainedTokenizerFast, Qwen2AudioConfig, Qwen2AudioForConditionalGeneration,
-                              Qwen2AudioProcessor, WhisperFeatureExtractor)
+    from transformers import (
+        PreTrainedTokenizerFast,
+        Qwen2AudioConfig,
+        Qwen2AudioForConditionalGeneration,
+        Qwen2AudioProcessor,
+        WhisperFeatureExtractor,
+    )
 
-    from embed.random_checkpoints import train_bpe
+    from tunelens.embed.random_checkpoints import train_bpe
 
     if size not in ("tiny", "default"):
         raise ValueError(f"unknown random Qwen2-Audio size {size!r}; use 'tiny' or 'default'")

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"})
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
+)
 MIN_SECONDS = 0.1
 
 

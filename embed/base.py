@@ -1,8 +1,9 @@
 """The one protocol every audio-text encoder backend implements, and the pipeline identity stored with a library."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -57,21 +58,19 @@ class PipelineSpec:
     pipeline_version: int = PIPELINE_VERSION
 
     @classmethod
-    def for_encoder(cls, encoder: AudioTextEncoder) -> "PipelineSpec":
-        return cls(
-            model=encoder.name, encoder_version=encoder.version, dim=encoder.dim,
-            sample_rate=encoder.sample_rate, window_seconds=encoder.window_seconds,
-            hop_seconds=encoder.window_seconds,
-        )
+    def for_encoder(cls, encoder: AudioTextEncoder) -> PipelineSpec:
+        return cls(model=encoder.name, encoder_version=encoder.version, dim=encoder.dim,
+                   sample_rate=encoder.sample_rate, window_seconds=encoder.window_seconds,
+                   hop_seconds=encoder.window_seconds)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PipelineSpec":
+    def from_dict(cls, d: dict) -> PipelineSpec:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
-    def differences(self, other: "PipelineSpec") -> list[str]:
+    def differences(self, other: PipelineSpec) -> list[str]:
         a, b = self.to_dict(), other.to_dict()
         return [f"{k}: {a[k]!r} vs {b[k]!r}" for k in a if a[k] != b[k]]
 
@@ -82,7 +81,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def resolve_device(options: EncoderOptions) -> tuple[str, "object"]:
+def resolve_device(options: EncoderOptions) -> tuple[str, object]:
     """(device, torch dtype) for the options on this machine."""
     import torch
 

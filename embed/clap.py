@@ -6,12 +6,12 @@ The processor (feature extractor + tokenizer) is kept apart from the model. Non-
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from embed.base import EncoderOptions, l2_normalize, resolve_device
-from embed.hf import check_tokenizer, load_pretrained, quiet_transformers, weights_fingerprint
+from tunelens.embed.base import EncoderOptions, l2_normalize, resolve_device
+from tunelens.embed.hf import check_tokenizer, load_pretrained, quiet_transformers, weights_fingerprint
 
 
 class ClapEncoder:
@@ -23,7 +23,9 @@ class ClapEncoder:
 
         quiet_transformers()
         if not source:
-            raise ValueError("a CLAP model needs a checkpoint: clap:FOLDER or clap:HUB_ID (e.g. clap:laion/larger_clap_music)")
+            raise ValueError(
+                "a CLAP model needs a checkpoint: clap:FOLDER or clap:HUB_ID (e.g. clap:laion/larger_clap_music)"
+            )
         self.device, self.dtype = resolve_device(options)
         self.batch_size = options.batch_size
         self.model = load_pretrained(ClapModel, source, "CLAP model", "clap", dtype=self.dtype).to(self.device).eval()
@@ -43,15 +45,12 @@ class ClapEncoder:
         torch = self._torch
         out = []
         for i in range(0, len(windows), self.batch_size):
-            chunk = list(windows[i:i + self.batch_size])
-            feats = self.feature_extractor(
-                chunk, sampling_rate=self.sample_rate, return_tensors="pt", truncation=self.feature_extractor.truncation,
-            )
+            chunk = list(windows[i : i + self.batch_size])
+            feats = self.feature_extractor(chunk, sampling_rate=self.sample_rate, return_tensors="pt",
+                                           truncation=self.feature_extractor.truncation)
             with torch.inference_mode():
-                audio = self.model.audio_model(
-                    input_features=feats["input_features"].to(self.device, self.dtype),
-                    is_longer=feats["is_longer"].to(self.device) if self.fusion else None,
-                )
+                audio = self.model.audio_model(input_features=feats["input_features"].to(self.device, self.dtype),
+                                               is_longer=feats["is_longer"].to(self.device) if self.fusion else None)
                 out.append(self.model.audio_projection(audio.pooler_output).float().cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 
@@ -59,7 +58,9 @@ class ClapEncoder:
         torch = self._torch
         out = []
         for i in range(0, len(texts), 64):
-            tok = self.tokenizer(list(texts[i:i + 64]), padding=True, truncation=True, return_tensors="pt").to(self.device)
+            tok = self.tokenizer(list(texts[i : i + 64]), padding=True, truncation=True, return_tensors="pt").to(
+                self.device
+            )
             with torch.inference_mode():
                 text = self.model.text_model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
                 out.append(self.model.text_projection(text.pooler_output).float().cpu().numpy())

@@ -40,7 +40,7 @@ def fingerprint_samples(data: np.ndarray, sr: int) -> Fingerprint:
     import librosa
     from scipy.ndimage import uniform_filter1d
 
-    from embed.audio import to_mono_resampled
+    from tunelens.embed.audio import to_mono_resampled
 
     y = to_mono_resampled(data, sr, SR)
     if len(y) < CHROMA_HOP * 4:
@@ -49,7 +49,8 @@ def fingerprint_samples(data: np.ndarray, sr: int) -> Fingerprint:
     norms = np.linalg.norm(cens, axis=1, keepdims=True)
     cens = cens / np.where(norms > 0, norms, 1.0)
     mel = librosa.power_to_db(
-        librosa.feature.melspectrogram(y=y, sr=SR, n_fft=2048, hop_length=MEL_HOP, n_mels=N_MELS, fmax=FMAX), top_db=80.0
+        librosa.feature.melspectrogram(y=y, sr=SR, n_fft=2048, hop_length=MEL_HOP, n_mels=N_MELS, fmax=FMAX),
+        top_db=80.0,
     )
     mel = uniform_filter1d(mel, 2 * MEL_POOL, axis=1)[:, ::MEL_POOL].T
     return Fingerprint(cens.astype(np.float32), (mel - mel.mean(axis=0)).astype(np.float32))
@@ -57,7 +58,7 @@ def fingerprint_samples(data: np.ndarray, sr: int) -> Fingerprint:
 
 def fingerprint(path: str | Path) -> Fingerprint:
     """The fingerprint of an audio file; raises `embed.audio.AudioError` naming why it cannot be read."""
-    from embed.audio import read_audio
+    from tunelens.embed.audio import read_audio
 
     return fingerprint_samples(*read_audio(path))
 
@@ -66,7 +67,7 @@ def _best_offset(a: np.ndarray, b: np.ndarray, max_shift: int, min_overlap: floa
     shortest = min(len(a), len(b))
     best = 0.0
     for shift in range(-max_shift, max_shift + 1):
-        x, y = a[max(0, shift):], b[max(0, -shift):]
+        x, y = a[max(0, shift) :], b[max(0, -shift) :]
         n = min(len(x), len(y))
         if n >= max(1, min_overlap * shortest):
             best = max(best, score(x[:n], y[:n]))

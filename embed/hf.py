@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from embed.base import ModelUnavailableError
+from tunelens.embed.base import ModelUnavailableError
 
 
 def offline() -> bool:

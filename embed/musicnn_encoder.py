@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from embed.base import EncoderOptions, ModelUnavailableError, l2_normalize, resolve_device
+from tunelens.embed.base import EncoderOptions, ModelUnavailableError, l2_normalize, resolve_device
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 # Tuned on the demo corpus with `scripts/eval_retrieval.py --sweep-temperature`: the best mean mAP over the
 # instrument, tempo and ensemble families. It shapes queries only, so stored vectors do not depend on it.
 TEXT_TEMPERATURE = 0.02
-REVISION = 3  # bump when a code change alters the audio vectors (r2: max over frequency before BN; r3: CPU_CHUNK; ~1e-6)
+REVISION = 3
 WINDOW_SECONDS = 3.0  # musicnn's own input patch: 187 frames of 256 samples at 16 kHz
 # Patches per network call on the CPU. The front-end activations of 4 patches stay in cache, which makes the
 # model ~1.4x faster than in calls of 16; always full (zero-padded) chunks, so a window's vector never
@@ -33,33 +33,98 @@ CPU_CHUNK = 4
 
 # What a listener would say for each tag; the text tower matches queries against these.
 TAG_TEXT = {
-    "guitar": "guitar music", "classical": "classical music", "slow": "slow music, slow tempo",
-    "techno": "techno electronic dance music", "strings": "string instruments, violins, string orchestra",
-    "drums": "drums and percussion", "electronic": "electronic music with synthesizers", "rock": "rock music",
-    "fast": "fast music, fast tempo, up-tempo", "piano": "piano music", "ambient": "ambient atmospheric music",
-    "beat": "a strong beat", "violin": "violin", "vocal": "vocals, singing", "synth": "synthesizer",
-    "female": "female singer", "indian": "indian music, sitar, tabla", "opera": "opera singing",
-    "male": "male singer", "singing": "singing voice", "vocals": "vocals", "no vocals": "instrumental, no vocals",
-    "harpsichord": "harpsichord, baroque keyboard", "loud": "loud music", "quiet": "quiet, soft music",
-    "flute": "flute, woodwind melody", "woman": "woman singing", "male vocal": "male vocals",
-    "no vocal": "no vocals, instrumental", "pop": "pop music", "soft": "soft, gentle music", "sitar": "sitar",
-    "solo": "a solo instrument playing alone", "man": "man singing", "classic": "classic, classical music",
-    "choir": "choir, many voices singing together", "voice": "human voice", "new age": "new age music",
-    "dance": "dance music", "male voice": "male voice", "female vocal": "female vocals", "beats": "beats, drum beats",
-    "harp": "harp", "cello": "cello", "no voice": "no voice, instrumental", "weird": "weird, strange music",
-    "country": "country music", "metal": "heavy metal", "female voice": "female voice", "choral": "choral music",
-    "alternative": "alternative rock", "indie": "indie music", "female vocalists": "female vocalists", "00s": "music from the 2000s",
-    "alternative rock": "alternative rock", "jazz": "jazz", "beautiful": "beautiful music", "chillout": "chillout, relaxed",
-    "male vocalists": "male vocalists", "classic rock": "classic rock", "soul": "soul music", "indie rock": "indie rock",
-    "Mellow": "mellow, calm, relaxed music", "electronica": "electronica", "80s": "music from the 1980s",
-    "folk": "folk music, acoustic", "90s": "music from the 1990s", "chill": "chill, relaxed music",
-    "instrumental": "instrumental music", "punk": "punk rock", "oldies": "oldies, old music", "blues": "blues",
-    "hard rock": "hard rock", "acoustic": "acoustic instruments", "experimental": "experimental music",
-    "female vocalist": "female vocalist", "Hip-Hop": "hip-hop, rap", "70s": "music from the 1970s",
-    "party": "party music", "easy listening": "easy listening", "sexy": "sexy, sensual music",
-    "catchy": "catchy music", "funk": "funk", "electro": "electro", "heavy metal": "heavy metal",
-    "Progressive rock": "progressive rock", "60s": "music from the 1960s", "rnb": "r&b, rhythm and blues",
-    "indie pop": "indie pop", "sad": "sad, melancholic music", "House": "house music", "happy": "happy, cheerful music",
+    "guitar": "guitar music",
+    "classical": "classical music",
+    "slow": "slow music, slow tempo",
+    "techno": "techno electronic dance music",
+    "strings": "string instruments, violins, string orchestra",
+    "drums": "drums and percussion",
+    "electronic": "electronic music with synthesizers",
+    "rock": "rock music",
+    "fast": "fast music, fast tempo, up-tempo",
+    "piano": "piano music",
+    "ambient": "ambient atmospheric music",
+    "beat": "a strong beat",
+    "violin": "violin",
+    "vocal": "vocals, singing",
+    "synth": "synthesizer",
+    "female": "female singer",
+    "indian": "indian music, sitar, tabla",
+    "opera": "opera singing",
+    "male": "male singer",
+    "singing": "singing voice",
+    "vocals": "vocals",
+    "no vocals": "instrumental, no vocals",
+    "harpsichord": "harpsichord, baroque keyboard",
+    "loud": "loud music",
+    "quiet": "quiet, soft music",
+    "flute": "flute, woodwind melody",
+    "woman": "woman singing",
+    "male vocal": "male vocals",
+    "no vocal": "no vocals, instrumental",
+    "pop": "pop music",
+    "soft": "soft, gentle music",
+    "sitar": "sitar",
+    "solo": "a solo instrument playing alone",
+    "man": "man singing",
+    "classic": "classic, classical music",
+    "choir": "choir, many voices singing together",
+    "voice": "human voice",
+    "new age": "new age music",
+    "dance": "dance music",
+    "male voice": "male voice",
+    "female vocal": "female vocals",
+    "beats": "beats, drum beats",
+    "harp": "harp",
+    "cello": "cello",
+    "no voice": "no voice, instrumental",
+    "weird": "weird, strange music",
+    "country": "country music",
+    "metal": "heavy metal",
+    "female voice": "female voice",
+    "choral": "choral music",
+    "alternative": "alternative rock",
+    "indie": "indie music",
+    "female vocalists": "female vocalists",
+    "00s": "music from the 2000s",
+    "alternative rock": "alternative rock",
+    "jazz": "jazz",
+    "beautiful": "beautiful music",
+    "chillout": "chillout, relaxed",
+    "male vocalists": "male vocalists",
+    "classic rock": "classic rock",
+    "soul": "soul music",
+    "indie rock": "indie rock",
+    "Mellow": "mellow, calm, relaxed music",
+    "electronica": "electronica",
+    "80s": "music from the 1980s",
+    "folk": "folk music, acoustic",
+    "90s": "music from the 1990s",
+    "chill": "chill, relaxed music",
+    "instrumental": "instrumental music",
+    "punk": "punk rock",
+    "oldies": "oldies, old music",
+    "blues": "blues",
+    "hard rock": "hard rock",
+    "acoustic": "acoustic instruments",
+    "experimental": "experimental music",
+    "female vocalist": "female vocalist",
+    "Hip-Hop": "hip-hop, rap",
+    "70s": "music from the 1970s",
+    "party": "party music",
+    "easy listening": "easy listening",
+    "sexy": "sexy, sensual music",
+    "catchy": "catchy music",
+    "funk": "funk",
+    "electro": "electro",
+    "heavy metal": "heavy metal",
+    "Progressive rock": "progressive rock",
+    "60s": "music from the 1960s",
+    "rnb": "r&b, rhythm and blues",
+    "indie pop": "indie pop",
+    "sad": "sad, melancholic music",
+    "House": "house music",
+    "happy": "happy, cheerful music",
 }
 
 
@@ -105,7 +170,7 @@ class MusicnnEncoder:
         import torch
         from safetensors.torch import load_file
 
-        from embed.musicnn_model import SR, MelFrontEnd, Musicnn
+        from tunelens.embed.musicnn_model import SR, MelFrontEnd, Musicnn
 
         if arg not in ("", "random"):
             raise ValueError(f"unknown musicnn variant {arg!r}; use musicnn (pretrained) or musicnn:random (control)")
@@ -142,12 +207,12 @@ class MusicnnEncoder:
     def tag_logits(self, windows: np.ndarray) -> np.ndarray:
         """[B, samples] → [B, 100] raw tag logits (MTT then MSD)."""
         torch = self._torch
-        from embed.musicnn_model import N_FRAMES
+        from tunelens.embed.musicnn_model import N_FRAMES
 
         out = []
         with torch.inference_mode():
             for i in range(0, len(windows), self.batch_size):
-                audio = torch.from_numpy(np.ascontiguousarray(windows[i:i + self.batch_size])).to(self.device)
+                audio = torch.from_numpy(np.ascontiguousarray(windows[i : i + self.batch_size])).to(self.device)
                 mel = self.frontend(audio)[:, :N_FRAMES]
                 out.append(torch.cat([self._run(net, mel) for net in self.nets], dim=1).float().cpu().numpy())
         return np.concatenate(out)
@@ -176,7 +241,9 @@ class MusicnnEncoder:
     def _tags(self) -> np.ndarray:
         if self._tag_vectors is None:
             texts = [TAG_TEXT.get(t, f"{t} music") for t in tag_names()]
-            self._tag_vectors = np.asarray(_text_model(self.device).encode(texts, normalize_embeddings=True), np.float32)
+            self._tag_vectors = np.asarray(
+                _text_model(self.device).encode(texts, normalize_embeddings=True), np.float32
+            )
         return self._tag_vectors
 
     def text_tag_weights(self, texts: Sequence[str]) -> np.ndarray:

@@ -65,7 +65,9 @@ class Musicnn(nn.Module):
         self.temporal = nn.ModuleList([nn.Conv2d(1, 51, (k, 1)) for k in (128, 64, 32)])
         self.bn_front = nn.ModuleList([nn.BatchNorm2d(c, eps=BN_EPS) for c in (204, 204, 51, 51, 51)])
         front = 204 * 2 + 51 * 3
-        self.mid = nn.ModuleList([nn.Conv1d(front, midend, 7), nn.Conv1d(midend, midend, 7), nn.Conv1d(midend, midend, 7)])
+        self.mid = nn.ModuleList(
+            [nn.Conv1d(front, midend, 7), nn.Conv1d(midend, midend, 7), nn.Conv1d(midend, midend, 7)]
+        )
         self.bn_mid = nn.ModuleList([_bn(midend) for _ in range(3)])
         pooled = 2 * (front + 3 * midend)
         self.bn_pool = _bn(pooled)
@@ -76,10 +78,15 @@ class Musicnn(nn.Module):
     def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, 187, 96] mel patches → (logits [B, 50], penultimate [B, 200])."""
         x = self.bn_input(patches[:, None])
-        feats = [_max_over_frequency(conv, bn, F.pad(x, (0, 0, 3, 3)), True) for conv, bn in zip(self.timbral, self.bn_front[:2])]
+        feats = [
+            _max_over_frequency(conv, bn, F.pad(x, (0, 0, 3, 3)), True)
+            for conv, bn in zip(self.timbral, self.bn_front[:2])
+        ]
         for conv, bn in zip(self.temporal, self.bn_front[2:]):
             k = conv.kernel_size[0]
-            feats.append(_max_over_frequency(conv, bn, F.pad(x, (0, 0, (k - 1) // 2, k // 2)), False))  # TF "same" padding
+            feats.append(
+                _max_over_frequency(conv, bn, F.pad(x, (0, 0, (k - 1) // 2, k // 2)), False)
+            )  # TF "same" padding
         front = torch.cat(feats, dim=1)  # [B, 561, T]
         m1 = self.bn_mid[0](F.relu(self.mid[0](F.pad(front, (3, 3)))))
         m2 = self.bn_mid[1](F.relu(self.mid[1](F.pad(m1, (3, 3))))) + m1
@@ -96,7 +103,8 @@ def tf_to_torch_state(tf: dict) -> dict[str, torch.Tensor]:
     sd: dict[str, torch.Tensor] = {}
 
     def bn(dst: str, src: str) -> None:
-        for a, b in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"), ("running_var", "moving_variance")):
+        for a, b in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
+                     ("running_var", "moving_variance")):
             sd[f"{dst}.{a}"] = t(tf[f"{src}/{b}"])
 
     bn("bn_input", "batch_normalization")

@@ -18,17 +18,17 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
-from embed.base import EncoderOptions
-from embed.pipeline import TrackEmbedding, embed_stream
+from tunelens.embed.base import EncoderOptions
+from tunelens.embed.pipeline import EmbeddedFile, embed_stream
 
 T = TypeVar("T")
-Result = tuple[T, TrackEmbedding | None, object, str | None]
 
 
 @dataclass(frozen=True)
@@ -48,17 +48,15 @@ class ChunkEmbedder:
     def __init__(self, spec: WorkerSpec):
         import torch
 
-        from embed.registry import load_encoder
+        from tunelens.embed.registry import load_encoder
 
         torch.set_num_threads(spec.threads)
         self.spec = spec
         self.encoder = load_encoder(spec.model, spec.options)
 
-    def __call__(self, items: list, path_of: Callable, prepare_extra: Callable | None) -> list[Result]:
-        return list(embed_stream(
-            items, self.encoder, path_of=path_of, prepare_extra=prepare_extra, workers=1,
-            batch_windows=self.spec.batch_windows, measure_quality=self.spec.measure_quality,
-        ))
+    def __call__(self, items: list, path_of: Callable, prepare_extra: Callable | None) -> list[EmbeddedFile]:
+        return list(embed_stream(items, self.encoder, path_of=path_of, prepare_extra=prepare_extra, workers=1,
+                                 batch_windows=self.spec.batch_windows, measure_quality=self.spec.measure_quality))
 
 
 _embedder: ChunkEmbedder | None = None
@@ -78,12 +76,12 @@ def _exit_with(parent: int) -> None:
     os._exit(1)
 
 
-def _run_chunk(items: list, path_of: Callable, prepare_extra: Callable | None) -> list[Result]:
+def _run_chunk(items: list, path_of: Callable, prepare_extra: Callable | None) -> list[EmbeddedFile]:
     assert _embedder is not None
     return _embedder(items, path_of, prepare_extra)
 
 
-def _as_path(x) -> Path:
+def as_path(x) -> Path:
     return Path(x)
 
 
@@ -103,12 +101,10 @@ class _Pool:
         self.executor = self._new()
 
 
-def embed_processes(
-    items: Iterable[T], spec: WorkerSpec, processes: int = 2, chunk_files: int = 8,
-    path_of: Callable[[T], Path] = _as_path, prepare_extra: Callable[[T], object] | None = None,
-    max_waiting: int | None = None,
-) -> Iterator[Result]:
-    """Yield (item, embedding or None, extra, error or None) for every item, in input order.
+def embed_processes(items: Iterable[T], spec: WorkerSpec, processes: int = 2, chunk_files: int = 8,
+                    path_of: Callable[[T], Path] = as_path, prepare_extra: Callable[[T], object] | None = None,
+                    max_waiting: int | None = None) -> Iterator[EmbeddedFile[T]]:
+    """Yield an `EmbeddedFile` for every item, in input order.
 
     Each worker has two chunks queued. A slow chunk at the head of the order does not stall the others: while it
     runs, later chunks keep being submitted and their results wait, up to `max_waiting` finished chunks.
@@ -148,7 +144,9 @@ def embed_processes(
                         yield from pool.executor.submit(_run_chunk, [item], path_of, prepare_extra).result()
                     except BrokenProcessPool:
                         pool.renew()
-                        yield item, None, None, "the decoder crashed on this file (a worker process died reading it)"
+                        yield EmbeddedFile(
+                            item, None, None, "the decoder crashed on this file (a worker process died reading it)"
+                        )
                 for c, f in waiting:  # chunks that finished before the pool broke keep their results
                     if f.done() and not f.cancelled() and f.exception() is None:
                         in_flight.append((c, f))

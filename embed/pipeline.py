@@ -7,17 +7,18 @@ depends on which other files shared its batch: the same file gives bit-identical
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generic, Iterable, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
-from embed.audio import DecodedAudio, check_file, decoded, error_reason, read_audio
-from embed.base import AudioTextEncoder, l2_normalize
-from embed.quality import AudioQuality, measure
-from embed.windows import make_windows, pool_track
+from tunelens.embed.audio import AudioError, DecodedAudio, check_file, decoded, error_reason, read_audio
+from tunelens.embed.base import AudioTextEncoder, l2_normalize
+from tunelens.embed.quality import AudioQuality, measure
+from tunelens.embed.windows import make_windows, pool_track
 
 T = TypeVar("T")
 
@@ -33,6 +34,23 @@ class TrackEmbedding:
     channels: int
     tag_probs: np.ndarray | None = None  # [tags] mean over windows, for encoders that are taggers
     quality: AudioQuality | None = None  # signal facts of the file at its own rate, when asked for
+
+
+@dataclass
+class EmbeddedFile(Generic[T]):
+    """What embedding one input gave: its vectors, or the reason it failed (never both).
+
+    `item` is the input as given (a path, or the caller's record of a file); `extra` is whatever the caller's
+    `prepare_extra` computed for it next to decoding (content hash, file tags...)."""
+
+    item: T
+    embedding: TrackEmbedding | None
+    extra: object = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.embedding is not None
 
 
 @dataclass
@@ -55,8 +73,8 @@ def embed_stream(
     batch_windows: int = 16,
     prefetch: int = 8,
     measure_quality: bool = False,
-) -> Iterator[tuple[T, TrackEmbedding | None, object, str | None]]:
-    """Yield (item, embedding or None, extra, error reason or None) for every item, in input order."""
+) -> Iterator[EmbeddedFile[T]]:
+    """Yield an `EmbeddedFile` for every item, in input order."""
     window = int(round(encoder.window_seconds * encoder.sample_rate))
 
     def prepare(item: T) -> Prepared[T]:
@@ -114,7 +132,7 @@ def embed_stream(
                 if pos >= take:
                     break
 
-    def finished() -> Iterator[tuple[T, TrackEmbedding | None, object, str | None]]:
+    def finished() -> Iterator[EmbeddedFile[T]]:
         while pending:
             p, got = pending[0], results[0]
             if p.error is None and sum(len(g) for g in got) < len(p.windows):
@@ -123,7 +141,7 @@ def embed_stream(
             results.pop(0)
             tags = tag_results.pop(0)
             if p.error is not None:
-                yield p.item, None, p.extra, p.error
+                yield EmbeddedFile(p.item, None, p.extra, p.error)
                 continue
             raw = np.concatenate(got)
             sr, a = encoder.sample_rate, p.audio
@@ -134,7 +152,7 @@ def embed_stream(
                 np.concatenate(tags).mean(axis=0) if tags else None, p.quality,
             )
             p.audio = p.windows = None
-            yield p.item, emb, p.extra, None
+            yield EmbeddedFile(p.item, emb, p.extra)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures: deque = deque()
@@ -159,3 +177,11 @@ def embed_stream(
             yield from finished()
         run_batch(flush=True)
         yield from finished()
+
+
+def embed_file(path: str | Path, encoder: AudioTextEncoder, measure_quality: bool = False) -> TrackEmbedding:
+    """The embedding of one audio file; raises `AudioError` with the reason when the file cannot be used."""
+    (result,) = embed_stream([Path(path)], encoder, workers=1, measure_quality=measure_quality)
+    if result.embedding is None:
+        raise AudioError(f"cannot read {path}: {result.error}")
+    return result.embedding

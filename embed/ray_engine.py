@@ -7,11 +7,12 @@ Ray is an optional extra: `pip install 'tunelens[ray]'`.
 from __future__ import annotations
 
 import pickle
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from embed.parallel import ChunkEmbedder, Result, WorkerSpec, _as_path
+from tunelens.embed.parallel import ChunkEmbedder, WorkerSpec, as_path
+from tunelens.embed.pipeline import EmbeddedFile
 
 
 class EngineUnavailableError(RuntimeError):
@@ -29,15 +30,15 @@ class _EmbedActor:
         items = [pickle.loads(b) for b in batch["item"]]
         results = self.embedder(items, self.path_of, self.prepare_extra)
         payload = np.empty(len(results), dtype=object)
-        payload[:] = [pickle.dumps((emb, extra, err), protocol=5) for _, emb, extra, err in results]
+        payload[:] = [pickle.dumps((r.embedding, r.extra, r.error), protocol=5) for r in results]
         return {"i": batch["i"], "result": payload}
 
 
 def embed_ray(
     items: Iterable, spec: WorkerSpec, address: str | None = None, actors: int | None = None, chunk_files: int = 8,
-    path_of: Callable = _as_path, prepare_extra: Callable | None = None,
-) -> Iterator[Result]:
-    """Yield (item, embedding or None, extra, error or None) for every item, in input order, computed on Ray.
+    path_of: Callable = as_path, prepare_extra: Callable | None = None,
+) -> Iterator[EmbeddedFile]:
+    """Yield an `EmbeddedFile` for every item, in input order, computed on Ray.
 
     Joins the cluster at `address` ("auto" for the one this machine belongs to), or starts a local Ray when
     none is running and no address is given.
@@ -63,12 +64,9 @@ def embed_ray(
     ctx.execution_options.preserve_order = True
     ds = ray.data.from_items([{"i": i, "item": pickle.dumps(x, protocol=5)} for i, x in enumerate(items)],
                              override_num_blocks=max(1, -(-len(items) // chunk_files)))
-    ds = ds.map_batches(
-        _EmbedActor, fn_constructor_args=(spec, path_of, prepare_extra), batch_size=chunk_files,
-        batch_format="numpy", concurrency=pool, num_cpus=1, num_gpus=1 if use_gpu else 0,
-    )
+    ds = ds.map_batches(_EmbedActor, fn_constructor_args=(spec, path_of, prepare_extra), batch_size=chunk_files,
+                        batch_format="numpy", concurrency=pool, num_cpus=1, num_gpus=1 if use_gpu else 0)
     for batch in ds.iter_batches(batch_size=chunk_files, batch_format="numpy"):
         for i, payload in zip(batch["i"], batch["result"]):
-            emb, extra, err = pickle.loads(payload)
-            yield items[int(i)], emb, extra, err
+            yield EmbeddedFile(items[int(i)], *pickle.loads(payload))
 

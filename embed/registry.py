@@ -1,9 +1,9 @@
 """Backends registered by name; `load_encoder("clap:laion/larger_clap_music")` creates one."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from embed.base import AudioTextEncoder, EncoderOptions
+from tunelens.embed.base import AudioTextEncoder, EncoderOptions
 
 _Factory = Callable[[str, EncoderOptions], AudioTextEncoder]
 _REGISTRY: dict[str, tuple[str, _Factory]] = {}
@@ -27,10 +27,12 @@ def load_encoder(spec: str | None = None, options: EncoderOptions | None = None)
     spec = spec or DEFAULT_MODEL
     prefix, _, arg = spec.partition(":")
     if prefix not in _REGISTRY:
-        raise ValueError(f"unknown model {spec!r}: the backend {prefix!r} is not one of {', '.join(available_encoders())}")
+        raise ValueError(
+            f"unknown model {spec!r}: the backend {prefix!r} is not one of {', '.join(available_encoders())}"
+        )
     module, factory = _REGISTRY[prefix]
     return getattr(importlib.import_module(module), factory)(arg, options or EncoderOptions())
 
 
-register_encoder("clap", "embed.clap", "load_clap")
-register_encoder("musicnn", "embed.musicnn_encoder", "load_musicnn")
+register_encoder("clap", "tunelens.embed.clap", "load_clap")
+register_encoder("musicnn", "tunelens.embed.musicnn_encoder", "load_musicnn")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embed.base import l2_normalize
+from tunelens.embed.base import l2_normalize
 
 
 def window_starts(n_samples: int, window: int, hop: int | None = None) -> list[int]:

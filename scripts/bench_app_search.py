@@ -18,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 QUERIES = ["slow solo piano", "choir singing", "fast drums", "acoustic guitar", "flute melody", "string orchestra",
            "calm ambient", "harpsichord", "loud rock", "sad classical", "happy pop", "church organ"]
 
@@ -27,9 +25,10 @@ QUERIES = ["slow solo piano", "choir singing", "fast drums", "acoustic guitar", 
 def build(source: Path, out: Path, n: int, seed: int = 0) -> None:
     import polars as pl
 
-    from index import Library
-    from index.captions import CaptionStore
-    from index.library import _VECTOR_COLUMNS, StagedBatch
+    from tunelens.index import Library
+    from tunelens.index.core.captions import CaptionStore
+    from tunelens.index.core.library import StagedBatch
+    from tunelens.index.core.schema import VECTOR_COLUMNS
 
     src = Library.open(source)
     ok = src.ok_tracks()
@@ -43,7 +42,7 @@ def build(source: Path, out: Path, n: int, seed: int = 0) -> None:
         for i in range(start, min(n, start + 2000)):
             t = ok.row(i % len(ok), named=True)
             tid = f"{i:016x}"
-            rows.append({**{k: v for k, v in t.items() if k not in _VECTOR_COLUMNS}, "track_id": tid,
+            rows.append({**{k: v for k, v in t.items() if k not in VECTOR_COLUMNS}, "track_id": tid,
                          "rel_path": f"copy{i // len(ok):04d}/{t['rel_path']}"})
             v = tv[t["vec_row"]] + rng.normal(0, 0.02, tv.shape[1]).astype(np.float32)
             tvecs.append(v / np.linalg.norm(v))
@@ -76,10 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from embed import load_encoder
-    from index import Library
-    from index.search import search_text
-    from index.tracks import TrackFilter, track_table
+    from tunelens.embed import load_encoder
+    from tunelens.index import Library
+    from tunelens.index.core.tracks import TrackFilter, track_table
+    from tunelens.index.search import search_text
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "lib"
@@ -106,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         from streamlit.testing.v1 import AppTest
 
         os.environ["TUNELENS_LIBRARY"] = str(root)
-        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"), default_timeout=300)
+        at = AppTest.from_file(
+            str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"), default_timeout=300
+        )
         at.run()
         at.text_input(key="q").input("warm-up").run()
         runs = []

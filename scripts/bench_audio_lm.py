@@ -16,8 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -30,9 +28,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from caption.audio_lm import AudioLMOptions
-    from caption.batch import load_captioner
-    from caption.random_audio_lm import make_random_qwen2_audio
+    from tunelens.caption.audio_lm import AudioLMOptions
+    from tunelens.caption.base import load_captioner
+    from tunelens.caption.random_audio_lm import make_random_qwen2_audio
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -14,18 +14,19 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 def main(argv: list[str] | None = None) -> int:
-    from caption.batch import CaptionConfig, caption_library
-    from index import Library
+    from tunelens.caption.batch import CaptionConfig, caption_library
+    from tunelens.index import Library
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--library", required=True, type=Path)
     ap.add_argument("--workers", default="2")
     args = ap.parse_args(argv)
-    print(f"{'workers':>8}{'tracks':>8}{'audio min':>11}{'seconds':>9}{'tracks/min':>12}{'audio min/min':>15}{'3-min tracks/min':>18}")
+    print(
+        f"{'workers':>8}{'tracks':>8}{'audio min':>11}{'seconds':>9}{'tracks/min':>12}{'audio min/min':>15}"
+        f"{'3-min tracks/min':>18}"
+    )
     for workers in (int(w) for w in args.workers.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             lib_dir = Path(tmp) / "lib"
@@ -34,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
             r = caption_library(Library.open(lib_dir), config=CaptionConfig(workers=workers))
             dt = time.perf_counter() - t
         minutes = r.seconds_of_audio / 60
-        print(f"{workers:>8}{r.captioned:>8}{minutes:>11.1f}{dt:>9.1f}{r.captioned / dt * 60:>12.1f}"
-              f"{minutes / dt * 60:>15.1f}{minutes / 3 / dt * 60:>18.1f}")
+        print(
+            f"{workers:>8}{r.captioned:>8}{minutes:>11.1f}{dt:>9.1f}{r.captioned / dt * 60:>12.1f}"
+            f"{minutes / dt * 60:>15.1f}{minutes / 3 / dt * 60:>18.1f}"
+        )
     return 0
 
 

@@ -18,17 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 WORDS = "slow fast piano guitar choir organ strings drums calm bright dark solo flute brass harpsichord warm".split()
 
 
 def main(argv: list[str] | None = None) -> int:
-    from embed import EncoderOptions, load_encoder
-    from embed.random_checkpoints import make_random_clap
-    from index import Library
-    from index.indexer import IndexConfig, index_folder
-    from index.search import search_text
+    from tunelens.embed import EncoderOptions, load_encoder
+    from tunelens.embed.random_checkpoints import make_random_clap
+    from tunelens.index import Library
+    from tunelens.index.core.indexer import IndexConfig, index_folder
+    from tunelens.index.search import search_text
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("music", type=Path)
@@ -43,13 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     music = args.music
     if args.max_files:
         music = tmp / "music"
-        files = sorted(p for p in args.music.rglob("*") if p.suffix in {".flac", ".ogg", ".mp3", ".wav"})[: args.max_files]
+        files = sorted(p for p in args.music.rglob("*") if p.suffix in {".flac", ".ogg", ".mp3", ".wav"})[
+            : args.max_files
+        ]
         for f in files:
             (music / f.parent.name).mkdir(parents=True, exist_ok=True)
             shutil.copy(f, music / f.parent.name / f.name)
     rng = np.random.default_rng(0)
     queries = [" ".join(rng.choice(WORDS, size=rng.integers(1, 4))) for _ in range(args.queries)]
-    print(f"{'model':<16}{'procs':>8}{'files':>7}{'audio h':>9}{'files/s':>9}{'x realtime':>12}{'p50 ms':>9}{'p99 ms':>9}")
+    print(
+        f"{'model':<16}{'procs':>8}{'files':>7}{'audio h':>9}{'files/s':>9}{'x realtime':>12}{'p50 ms':>9}{'p99 ms':>9}"
+    )
     for name in args.models.split(","):
         if name == "tiny-clap":
             spec = f"clap:{make_random_clap(tmp / 'tiny')}"
@@ -70,8 +72,11 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 search_text(lib, encoder, q, k=10)
                 lat.append((time.perf_counter() - t) * 1000)
-            print(f"{name:<16}{procs:>8}{report.indexed:>7}{report.audio_seconds / 3600:>9.2f}{report.indexed / dt:>9.2f}"
-                  f"{report.audio_seconds / dt:>12.1f}{np.percentile(lat, 50):>9.2f}{np.percentile(lat, 99):>9.2f}", flush=True)
+            print(
+                f"{name:<16}{procs:>8}{report.indexed:>7}{report.audio_seconds / 3600:>9.2f}{report.indexed / dt:>9.2f}"
+                f"{report.audio_seconds / dt:>12.1f}{np.percentile(lat, 50):>9.2f}{np.percentile(lat, 99):>9.2f}",
+                flush=True,
+            )
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

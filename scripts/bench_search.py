@@ -17,11 +17,8 @@ import gc
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def rss() -> int:
@@ -47,7 +44,7 @@ def clustered(n: int, dim: int, seed: int, clusters: int = 2000) -> np.ndarray:
 
 
 def exact(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
-    from index.ann import exact_neighbours
+    from tunelens.index.vectors.choice import exact_neighbours
 
     return exact_neighbours(x, q, k)
 
@@ -84,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     k = args.k
-    print(f"CPU threads: {os.cpu_count()}; k={k}; queries={args.queries}; batch={args.batch}; dim={args.dim}", flush=True)
-    header = f"{'n':>9} {'method':<34}{'build s':>9}{'mem MB':>9}{'p50 ms':>9}{'p99 ms':>9}{'batch ms/q':>11}{'recall@10':>10}"
+    print(
+        f"CPU threads: {os.cpu_count()}; k={k}; queries={args.queries}; batch={args.batch}; dim={args.dim}", flush=True
+    )
+    header = (f"{'n':>9} {'method':<34}{'build s':>9}{'mem MB':>9}{'p50 ms':>9}{'p99 ms':>9}{'batch ms/q':>11}"
+              f"{'recall@10':>10}")
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         t = time.perf_counter()
@@ -99,21 +99,25 @@ def main(argv: list[str] | None = None) -> int:
             found_s, p50, p99 = single
             found_b, per_q = batched
             r = recall(found_b, truth)
-            line = f"{n:>9} {method:<34}{build_s:>9.1f}{mem / 2**20:>9.0f}{p50:>9.2f}{p99:>9.2f}{per_q:>11.3f}{r:>10.3f}"
+            line = (
+                f"{n:>9} {method:<34}{build_s:>9.1f}{mem / 2**20:>9.0f}{p50:>9.2f}{p99:>9.2f}{per_q:>11.3f}{r:>10.3f}"
+            )
             rows.append(line)
             print(line, flush=True)
 
         if "numpy" not in skip:
+
             def np_search(qq):
                 s = qq @ x.T
                 part = np.argpartition(-s, k - 1, axis=1)[:, :k]
                 return np.take_along_axis(part, np.argsort(-np.take_along_axis(s, part, 1), axis=1), 1)
+
             report("numpy brute force", 0.0, 0, timed_single(np_search, q, args.numpy_single),
                    timed_batched(np_search, q, args.batch))
 
         if "tunelens" not in skip:
-            from index.ann import IndexChoice, build
-            from index.vector_index import VectorIndex
+            from tunelens.index.vectors.choice import IndexChoice, build
+            from tunelens.index.vectors.vector_index import VectorIndex
 
             gc.collect()
             m0, t = rss(), time.perf_counter()
@@ -123,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
             info = built.info
             params = ",".join(f"{p}={info[p]}" for p in ("nlist", "nprobe", "rerank", "efSearch") if p in info)
             search = lambda qq: vi.search(qq, k)[1]  # noqa: E731
-            report(f"tunelens {info['type']} {params}", bt, mem, timed_single(search, q, len(q)), timed_batched(search, q, args.batch))
-            print(f"{'':>10}(build-time recall on held-out library vectors: {info['recall']:.3f}; {info['why']})", flush=True)
+            report(f"tunelens {info['type']} {params}", bt, mem, timed_single(search, q, len(q)),
+                   timed_batched(search, q, args.batch))
+            print(f"{'':>10}(build-time recall on held-out library vectors: {info['recall']:.3f}; {info['why']})",
+                  flush=True)
             del vi, built
 
         for lib in ("hnswlib", "usearch"):
@@ -153,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
 
                 def searcher(ef):
                     idx.expansion_search = max(ef, k)
-                    return lambda qq: np.atleast_2d(idx.search(qq, k, threads=os.cpu_count() or 1).keys).astype(np.int64)
+                    return lambda qq: np.atleast_2d(idx.search(qq, k, threads=os.cpu_count() or 1).keys).astype(
+                        np.int64
+                    )
+
             chosen = 512
             for ef in (16, 32, 64, 128, 256, 512):
                 found, _ = timed_batched(searcher(ef), q[:200], args.batch)

@@ -17,9 +17,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tf_checkpoint import read_checkpoint  # noqa: E402
 
 
@@ -61,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from safetensors.torch import save_file
 
-    from embed.musicnn_model import Musicnn, tf_to_torch_state
+    from tunelens.embed.musicnn_model import Musicnn, tf_to_torch_state
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("package", type=Path, help="the unzipped musicnn/ package folder")
@@ -69,13 +66,19 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     mel = torch.from_numpy(slaney_mel_basis())
-    meta = {"source": "musicnn 0.1.0 (PyPI wheel), https://github.com/jordipons/musicnn", "licence": "ISC", "models": {}}
+    meta = {
+        "source": "musicnn 0.1.0 (PyPI wheel), https://github.com/jordipons/musicnn",
+        "licence": "ISC",
+        "models": {},
+    }
     for model in ("MTT", "MSD"):
         folder = args.package / f"{model}_musicnn"
         tf = read_checkpoint(str(folder) + "/")  # the checkpoint files are named ".index", ".data-…"
         net = Musicnn()
         net.load_state_dict(tf_to_torch_state(tf), strict=True)
-        state = {f"net.{k}": v.contiguous() for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+        state = {
+            f"net.{k}": v.contiguous() for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")
+        }
         state["frontend.mel_basis"] = mel
         path = args.out / f"musicnn_{model}.safetensors"
         save_file(state, str(path), metadata={"source": f"musicnn 0.1.0 {model}_musicnn", "licence": "ISC"})

@@ -23,17 +23,60 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-PC = {"C": 0, "B#": 0, "C#": 1, "D-": 1, "Db": 1, "D": 2, "D#": 3, "E-": 3, "Eb": 3, "E": 4, "F-": 4, "F": 5, "E#": 5,
-      "F#": 6, "G-": 6, "Gb": 6, "G": 7, "G#": 8, "A-": 8, "Ab": 8, "A": 9, "A#": 10, "B-": 10, "Bb": 10, "B": 11, "C-": 11, "Cb": 11}
+PC = {
+    "C": 0,
+    "B#": 0,
+    "C#": 1,
+    "D-": 1,
+    "Db": 1,
+    "D": 2,
+    "D#": 3,
+    "E-": 3,
+    "Eb": 3,
+    "E": 4,
+    "F-": 4,
+    "F": 5,
+    "E#": 5,
+    "F#": 6,
+    "G-": 6,
+    "Gb": 6,
+    "G": 7,
+    "G#": 8,
+    "A-": 8,
+    "Ab": 8,
+    "A": 9,
+    "A#": 10,
+    "B-": 10,
+    "Bb": 10,
+    "B": 11,
+    "C-": 11,
+    "Cb": 11,
+}
 # Words a caption may use for each ground-truth setting.
-ALLOWED = {"piano": {"piano"}, "harpsichord": {"harpsichord"}, "organ": {"organ"}, "guitar": {"guitar"},
-           "strings": {"strings", "violin", "cello"}, "choir": {"choir", "voices", "singing", "vocals"},
-           "brass": {"brass", "trumpet"}, "clarinet": {"clarinet"}, "flute": {"flute"}, "drums": {"drums", "percussion"}}
+ALLOWED = {
+    "piano": {"piano"},
+    "harpsichord": {"harpsichord"},
+    "organ": {"organ"},
+    "guitar": {"guitar"},
+    "strings": {"strings", "violin", "cello"},
+    "choir": {"choir", "voices", "singing", "vocals"},
+    "brass": {"brass", "trumpet"},
+    "clarinet": {"clarinet"},
+    "flute": {"flute"},
+    "drums": {"drums", "percussion"},
+}
 INSTRUMENT_WORDS = sorted(set().union(*ALLOWED.values(), {"synthesizer", "sitar", "harp"}))
-TAGGER_TO_GT = {"violin": "strings", "cello": "strings", "strings": "strings", "choir": "choir", "piano": "piano",
-                "guitar": "guitar", "harpsichord": "harpsichord", "flute": "flute", "drums": "drums"}
+TAGGER_TO_GT = {
+    "violin": "strings",
+    "cello": "strings",
+    "strings": "strings",
+    "choir": "choir",
+    "piano": "piano",
+    "guitar": "guitar",
+    "harpsichord": "harpsichord",
+    "flute": "flute",
+    "drums": "drums",
+}
 
 
 def parse_key(text: str) -> tuple[int, str] | None:
@@ -61,8 +104,11 @@ def tempo_scores(df: pl.DataFrame) -> dict:
     for m in (2, 0.5, 3, 1 / 3, 1.5, 2 / 3):
         metrical |= np.abs(est / (ref * m) - 1) <= 0.04
     metrical &= ~ok
-    return {"tempo accuracy (4%)": ok.mean(), "tempo octave/metrical errors": metrical.mean(),
-            "tempo other errors": 1 - ok.mean() - metrical.mean()}
+    return {
+        "tempo accuracy (4%)": ok.mean(),
+        "tempo octave/metrical errors": metrical.mean(),
+        "tempo other errors": 1 - ok.mean() - metrical.mean(),
+    }
 
 
 def contradictions(caption: str, gt: dict) -> list[str]:
@@ -99,7 +145,10 @@ def questions(gt: dict, rng: random.Random) -> list[tuple[str, str, list, object
         out.append(("mode", "Is it in a major or a minor key?", ["major", "minor"], mode))
     settings = list(ALLOWED)
     inst = gt["instrument"]
-    out.append(("instrument", "Which instrument plays in this track?", [inst] + rng.sample([s for s in settings if s != inst], 3), inst))
+    out.append(
+        ("instrument", "Which instrument plays in this track?",
+         [inst] + rng.sample([s for s in settings if s != inst], 3), inst)
+    )
     out.append(("vocals", "Is there singing in this track?", [True, False], inst == "choir"))
     dur = gt["duration"]
     out.append(("duration", "How long is this track?", [dur, dur * 0.5, dur * 1.5, dur * 2.0], dur))
@@ -127,26 +176,37 @@ def choose(kind: str, options: list, value) -> object | None:
 
 
 def evaluate(library: Path, ground_truth: Path, seed: int = 0) -> dict:
-    from caption.evidence import Evidence
-    from caption.qa import answer
-    from index import Library
-    from index.captions import CaptionStore
+    from tunelens.caption.evidence import Evidence
+    from tunelens.caption.qa import answer
+    from tunelens.index import Library
+    from tunelens.index.core.captions import CaptionStore
 
     lib = Library.open(library)
     caps = CaptionStore(lib.root).read("describe").filter(pl.col("status") == "ok")
     gt = pl.read_parquet(ground_truth).rename({"tempo_bpm": "gt_tempo", "key": "gt_key", "duration": "gt_duration"})
-    df = (lib.ok_tracks().select("track_id", "rel_path", "tags").join(caps, on="track_id")
-          .join(gt, left_on="rel_path", right_on="file"))
+    df = (
+        lib.ok_tracks()
+        .select("track_id", "rel_path", "tags")
+        .join(caps, on="track_id")
+        .join(gt, left_on="rel_path", right_on="file")
+    )
     res: dict = {"tracks": len(df)}
     res.update(tempo_scores(df))
     keyed = df.filter(pl.col("gt_key").is_not_null() & pl.col("key").is_not_null())
-    res["key MIREX score"] = float(np.mean([mirex(parse_key(k), parse_key(g)) for k, g in zip(keyed["key"], keyed["gt_key"])]))
+    res["key MIREX score"] = float(
+        np.mean([mirex(parse_key(k), parse_key(g)) for k, g in zip(keyed["key"], keyed["gt_key"])])
+    )
     res["key exact"] = float(np.mean([parse_key(k) == parse_key(g) for k, g in zip(keyed["key"], keyed["gt_key"])]))
     rng = random.Random(seed)
     bad, qa, examples = 0, [], []
     for row in df.iter_rows(named=True):
-        g = {"instrument": row["instrument"], "tempo_class": row["tempo_class"], "key": row["gt_key"],
-             "tempo_bpm": row["gt_tempo"], "duration": row["gt_duration"]}
+        g = {
+            "instrument": row["instrument"],
+            "tempo_class": row["tempo_class"],
+            "key": row["gt_key"],
+            "tempo_bpm": row["gt_tempo"],
+            "duration": row["gt_duration"],
+        }
         c = contradictions(row["caption"], g)
         bad += bool(c)
         if c and len(examples) < 8:
@@ -161,8 +221,12 @@ def evaluate(library: Path, ground_truth: Path, seed: int = 0) -> dict:
     res["QA questions"] = len(qa_df)
     res["QA accuracy"] = float(qa_df["correct"].mean())
     res["QA abstained (can't tell)"] = float(qa_df["abstained"].mean())
-    res["per kind"] = qa_df.group_by("kind").agg(pl.len().alias("n"), pl.col("correct").mean().alias("accuracy"),
-                                                 pl.col("abstained").mean().alias("abstained")).sort("kind")
+    res["per kind"] = (
+        qa_df.group_by("kind")
+        .agg(pl.len().alias("n"), pl.col("correct").mean().alias("accuracy"),
+             pl.col("abstained").mean().alias("abstained"))
+        .sort("kind")
+    )
     res["contradiction examples"] = examples
     return res
 
@@ -176,8 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     res = evaluate(args.library, args.ground_truth)
     if args.seeds > 1:
-        accs = [res["QA accuracy"]] + [evaluate(args.library, args.ground_truth, seed)["QA accuracy"] for seed in range(1, args.seeds)]
-        res[f"QA accuracy over {args.seeds} seeds"] = f"min {min(accs):.3f}, mean {np.mean(accs):.3f}, max {max(accs):.3f}"
+        accs = [res["QA accuracy"]] + [
+            evaluate(args.library, args.ground_truth, seed)["QA accuracy"] for seed in range(1, args.seeds)
+        ]
+        res[f"QA accuracy over {args.seeds} seeds"] = (
+            f"min {min(accs):.3f}, mean {np.mean(accs):.3f}, max {max(accs):.3f}"
+        )
     for k, v in res.items():
         if k == "per kind":
             print(v)

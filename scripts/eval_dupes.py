@@ -21,8 +21,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 TRANSFORMS = ["wav_copy", "mp3_128k", "gain", "trim", "resample", "stereo"]
 
 
@@ -46,7 +44,7 @@ def transform(kind: str, src: Path, out_dir: Path, rng: random.Random) -> tuple[
     import soundfile as sf
     import soxr
 
-    from embed.audio import read_audio
+    from tunelens.embed.audio import read_audio
 
     data, sr = read_audio(src)
     stem = f"{src.stem}__{kind}"
@@ -110,7 +108,9 @@ def pairs_of(groups: list[list[str]]) -> set[tuple[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--music", type=Path, default=Path("demo/music"), help="the demo corpus (with ground_truth.parquet)")
+    ap.add_argument(
+        "--music", type=Path, default=Path("demo/music"), help="the demo corpus (with ground_truth.parquet)"
+    )
     ap.add_argument("--work", type=Path, default=Path("/tmp/tunelens-eval-dupes"))
     ap.add_argument("--model", default=None, help="encoder spec (default: the offline default)")
     ap.add_argument("--seed", type=int, default=0)
@@ -121,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", action="store_true", help="reuse the test set and library already in --work")
     args = ap.parse_args(argv)
 
-    from embed import load_encoder
-    from index import Library
-    from index.dupes import DupesConfig, find_duplicates
-    from index.indexer import index_folder
+    from tunelens.embed import load_encoder
+    from tunelens.index import Library
+    from tunelens.index.core.indexer import index_folder
+    from tunelens.index.curation.dupes import DupesConfig, find_duplicates
 
     lib_dir = args.work / "library"
     truth_file = args.work / "truth.parquet"
@@ -134,45 +134,65 @@ def main(argv: list[str] | None = None) -> int:
     else:
         t0 = time.time()
         truth = build(args.music, args.work, args.seed, args.limit)
-        print(f"test set: {truth.filter(pl.col('transform') == 'original').height} originals + "
-              f"{truth.filter(pl.col('transform') != 'original').height} transformed copies ({time.time() - t0:.0f} s to write)")
+        print(
+            f"test set: {truth.filter(pl.col('transform') == 'original').height} originals + "
+            f"{truth.filter(pl.col('transform') != 'original').height} transformed copies "
+            f"({time.time() - t0:.0f} s to write)"
+        )
         shutil.rmtree(lib_dir, ignore_errors=True)
         rep = index_folder(lib_dir, args.work / "music", load_encoder(args.model))
-        print(f"indexed {rep.indexed} files ({rep.audio_seconds / 60:.0f} min of audio) in {rep.seconds:.0f} s; failed {len(rep.failed)}")
+        print(
+            f"indexed {rep.indexed} files ({rep.audio_seconds / 60:.0f} min of audio) in {rep.seconds:.0f} s; "
+            f"failed {len(rep.failed)}"
+        )
         truth.write_parquet(truth_file)
     lib = Library.open(lib_dir)
     defaults = DupesConfig()
-    config = DupesConfig(
-        min_cosine=args.min_cosine if args.min_cosine is not None else defaults.min_cosine,
-        min_harmony=args.min_harmony if args.min_harmony is not None else defaults.min_harmony,
-        min_spectral=args.min_spectral if args.min_spectral is not None else defaults.min_spectral,
-    )
+    config = DupesConfig(min_cosine=args.min_cosine if args.min_cosine is not None else defaults.min_cosine,
+                         min_harmony=args.min_harmony if args.min_harmony is not None else defaults.min_harmony,
+                         min_spectral=args.min_spectral if args.min_spectral is not None else defaults.min_spectral)
     t0 = time.time()
     res = find_duplicates(lib, config)
     took = time.time() - t0
     rel_of = dict(lib.ok_tracks().select("track_id", "rel_path").iter_rows())
-    predicted = pairs_of([[rel_of[t] for t in g] for g in res.clusters.group_by("cluster").agg("track_id")["track_id"].to_list()])
+    predicted = pairs_of(
+        [[rel_of[t] for t in g] for g in res.clusters.group_by("cluster").agg("track_id")["track_id"].to_list()]
+    )
     expected = pairs_of(truth.group_by("original").agg("rel_path")["rel_path"].to_list())
     hit = predicted & expected
     precision = len(hit) / len(predicted) if predicted else 1.0
     recall = len(hit) / len(expected) if expected else 1.0
-    print(f"dupes: {res.candidates} fingerprint comparisons, {len(res.pairs)} confirmed pairs, "
-          f"{res.clusters['cluster'].n_unique() if len(res.clusters) else 0} clusters in {took:.1f} s")
+    print(
+        f"dupes: {res.candidates} fingerprint comparisons, {len(res.pairs)} confirmed pairs, "
+        f"{res.clusters['cluster'].n_unique() if len(res.clusters) else 0} clusters in {took:.1f} s"
+    )
     # hard negatives: different pieces, same instrument and tempo class
     info = {r["rel_path"]: r for r in truth.iter_rows(named=True)}
-    hard = {p for p in itertools.combinations(sorted(info), 2)
-            if info[p[0]]["original"] != info[p[1]]["original"] and info[p[0]]["instrument"] == info[p[1]]["instrument"]
-            and info[p[0]]["tempo_class"] == info[p[1]]["tempo_class"]}
-    print(f"hard-negative pairs (other piece, same instrument and tempo class): {len(hard)}, wrongly joined: {len(hard & predicted)}")
+    hard = {
+        p
+        for p in itertools.combinations(sorted(info), 2)
+        if info[p[0]]["original"] != info[p[1]]["original"]
+        and info[p[0]]["instrument"] == info[p[1]]["instrument"]
+        and info[p[0]]["tempo_class"] == info[p[1]]["tempo_class"]
+    }
+    print(
+        f"hard-negative pairs (other piece, same instrument and tempo class): {len(hard)}, "
+        f"wrongly joined: {len(hard & predicted)}"
+    )
     per = []
     for kind in TRANSFORMS:
         copies = truth.filter(pl.col("transform") == kind)
-        want = {tuple(sorted((r["rel_path"], "originals/" + Path(r["original"]).name))) for r in copies.iter_rows(named=True)}
+        want = {
+            tuple(sorted((r["rel_path"], "originals/" + Path(r["original"]).name)))
+            for r in copies.iter_rows(named=True)
+        }
         per.append({"transform": kind, "pairs": len(want), "recall": len(want & predicted) / max(1, len(want))})
     pl.Config.set_tbl_rows(20)
     print(pl.DataFrame(per))
-    print(f"pair precision {precision:.3f}  recall {recall:.3f}  ({len(hit)} of {len(expected)} true pairs found; "
-          f"{len(predicted) - len(hit)} false pairs)")
+    print(
+        f"pair precision {precision:.3f}  recall {recall:.3f}  ({len(hit)} of {len(expected)} true pairs found; "
+        f"{len(predicted) - len(hit)} false pairs)"
+    )
     missed = sorted(expected - predicted)[:10]
     if missed:
         print("missed, e.g.:", *missed, sep="\n  ")

@@ -15,27 +15,21 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 SOLO_PLAYER = {"piano", "harpsichord", "organ", "guitar", "drums"}
 
 QUERIES = {
-    "instrument": [
-        ("solo piano", lambda r: r["instrument"] == "piano"),
-        ("harpsichord", lambda r: r["instrument"] == "harpsichord"),
-        ("church organ", lambda r: r["instrument"] == "organ"),
-        ("acoustic guitar", lambda r: r["instrument"] == "guitar"),
-        ("string orchestra, violins", lambda r: r["instrument"] == "strings"),
-        ("choir singing", lambda r: r["instrument"] == "choir"),
-        ("brass section, trumpets", lambda r: r["instrument"] == "brass"),
-        ("clarinet", lambda r: r["instrument"] == "clarinet"),
-        ("flute melody", lambda r: r["instrument"] == "flute"),
-        ("drums and percussion beat", lambda r: r["instrument"] == "drums"),
-    ],
-    "tempo": [
-        ("slow music", lambda r: r["tempo_class"] == "slow"),
-        ("fast, up-tempo music", lambda r: r["tempo_class"] == "fast"),
-    ],
+    "instrument": [("solo piano", lambda r: r["instrument"] == "piano"),
+                   ("harpsichord", lambda r: r["instrument"] == "harpsichord"),
+                   ("church organ", lambda r: r["instrument"] == "organ"),
+                   ("acoustic guitar", lambda r: r["instrument"] == "guitar"),
+                   ("string orchestra, violins", lambda r: r["instrument"] == "strings"),
+                   ("choir singing", lambda r: r["instrument"] == "choir"),
+                   ("brass section, trumpets", lambda r: r["instrument"] == "brass"),
+                   ("clarinet", lambda r: r["instrument"] == "clarinet"),
+                   ("flute melody", lambda r: r["instrument"] == "flute"),
+                   ("drums and percussion beat", lambda r: r["instrument"] == "drums")],
+    "tempo": [("slow music", lambda r: r["tempo_class"] == "slow"),
+              ("fast, up-tempo music", lambda r: r["tempo_class"] == "fast")],
     # Ensemble size = how many musicians play: keyboards, guitar and drum kit have one player, as does an
     # unaccompanied woodwind melody; strings, choir, brass and woodwind consorts have several.
     "ensemble": [
@@ -53,9 +47,9 @@ def average_precision(relevant: np.ndarray) -> float:
 
 
 def evaluate(library: Path, ground_truth: Path, model: str | None = None, encoder=None) -> pl.DataFrame:
-    from embed import load_encoder
-    from index import Library
-    from index.search import search_text
+    from tunelens.embed import load_encoder
+    from tunelens.index import Library
+    from tunelens.index.search import search_text
 
     lib = Library.open(library)
     encoder = encoder or load_encoder(model or lib.manifest.pipeline.model)
@@ -67,14 +61,22 @@ def evaluate(library: Path, ground_truth: Path, model: str | None = None, encode
     for family, queries in QUERIES.items():
         for text, is_rel in queries:
             hits = search_text(lib, encoder, text, k=n)
-            rel = np.array([bool(is_rel(rows_by_file[h.rel_path])) if h.rel_path in rows_by_file else False for h in hits])
+            rel = np.array(
+                [bool(is_rel(rows_by_file[h.rel_path])) if h.rel_path in rows_by_file else False for h in hits]
+            )
             n_rel = int(sum(bool(is_rel(r)) for r in rows_by_file.values()))
             if n_rel == 0:
                 continue
-            out.append({
-                "family": family, "query": text, "relevant": n_rel, "R@1": float(rel[:1].sum() / min(1, n_rel)),
-                "R@10": float(rel[:10].sum() / min(10, n_rel)), "AP": average_precision(rel),
-            })
+            out.append(
+                {
+                    "family": family,
+                    "query": text,
+                    "relevant": n_rel,
+                    "R@1": float(rel[:1].sum() / min(1, n_rel)),
+                    "R@10": float(rel[:10].sum() / min(10, n_rel)),
+                    "AP": average_precision(rel),
+                }
+            )
     return pl.DataFrame(out)
 
 
@@ -90,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     pl.Config.set_tbl_width_chars(140)
     print(f"library: {args.library}")
     if args.sweep_temperature:
-        from embed import load_encoder
-        from index import Library
+        from tunelens.embed import load_encoder
+        from tunelens.index import Library
 
         encoder = load_encoder(Library.open(args.library).manifest.pipeline.model)
         if not hasattr(encoder, "text_temperature"):
@@ -100,8 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         for t in (float(x) for x in args.sweep_temperature.split(",")):
             encoder.text_temperature = t
             s = summarise(evaluate(args.library, args.ground_truth, encoder=encoder))
-            rows.append({"T": t, **{f"{f} {m}": v for f, *vals in s.iter_rows() for m, v in zip(("R@1", "R@10", "mAP"), vals[1:])},
-                         "mean mAP": s["mAP"].mean()})
+            rows.append(
+                {
+                    "T": t,
+                    **{f"{f} {m}": v for f, *vals in s.iter_rows() for m, v in zip(("R@1", "R@10", "mAP"), vals[1:])},
+                    "mean mAP": s["mAP"].mean(),
+                }
+            )
         print(pl.DataFrame(rows))
         return 0
     res = evaluate(args.library, args.ground_truth)
@@ -112,9 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summarise(res: pl.DataFrame) -> pl.DataFrame:
-    return res.group_by("family", maintain_order=True).agg(
-        pl.len().alias("queries"), pl.col("R@1").mean(), pl.col("R@10").mean(), pl.col("AP").mean().alias("mAP"),
-    )
+    return res.group_by("family", maintain_order=True).agg(pl.len().alias("queries"), pl.col("R@1").mean(),
+                                                           pl.col("R@10").mean(), pl.col("AP").mean().alias("mAP"))
 
 
 if __name__ == "__main__":

@@ -53,15 +53,17 @@ def jobs(rng: random.Random) -> list[Job]:
         paths = corpus.getComposer(composer)
         if paths:
             out.append(Job(str(paths[0]), inst, bpm))
-    for i, (pattern, bpm) in enumerate([("rock", 84), ("rock", 132), ("disco", 118), ("shuffle", 96),
-                                         ("halftime", 70), ("fourfloor", 128)]):
+    for pattern, bpm in [("rock", 84), ("rock", 132), ("disco", 118), ("shuffle", 96), ("halftime", 70),
+                         ("fourfloor", 128)]:
         out.append(Job(f"drums:{pattern}", "drums", bpm))
     return out
 
 
 def _score_events(job: Job, max_seconds: float):
     """(onset_s, offset_s, midi pitch, velocity) events plus score facts."""
-    from music21 import converter, key as m21key, meter, tempo as m21tempo
+    from music21 import converter, meter
+    from music21 import key as m21key
+    from music21 import tempo as m21tempo
 
     score = converter.parse(job.source)
     for mm in list(score.recurse().getElementsByClass(m21tempo.MetronomeMark)):
@@ -100,10 +102,15 @@ def _score_events(job: Job, max_seconds: float):
 
 _DRUMS = {  # 16 steps of a 4/4 bar: (step, GM key, velocity)
     "rock": [(0, 36, 110), (8, 36, 100), (4, 38, 105), (12, 38, 105)] + [(s, 42, 70) for s in range(0, 16, 2)],
-    "disco": [(s, 36, 110) for s in (0, 4, 8, 12)] + [(s, 46, 80) for s in (2, 6, 10, 14)] + [(4, 38, 95), (12, 38, 95)],
-    "shuffle": [(0, 36, 110), (10, 36, 90), (4, 38, 100), (12, 38, 100)] + [(s, 42, 75) for s in (0, 3, 4, 7, 8, 11, 12, 15)],
+    "disco": [(s, 36, 110) for s in (0, 4, 8, 12)]
+    + [(s, 46, 80) for s in (2, 6, 10, 14)]
+    + [(4, 38, 95), (12, 38, 95)],
+    "shuffle": [(0, 36, 110), (10, 36, 90), (4, 38, 100), (12, 38, 100)]
+    + [(s, 42, 75) for s in (0, 3, 4, 7, 8, 11, 12, 15)],
     "halftime": [(0, 36, 110), (8, 38, 110)] + [(s, 42, 70) for s in range(0, 16, 2)],
-    "fourfloor": [(s, 36, 115) for s in (0, 4, 8, 12)] + [(s, 42, 80) for s in (2, 6, 10, 14)] + [(4, 39, 90), (12, 39, 90)],
+    "fourfloor": [(s, 36, 115) for s in (0, 4, 8, 12)]
+    + [(s, 42, 80) for s in (2, 6, 10, 14)]
+    + [(4, 39, 90), (12, 39, 90)],
 }
 
 
@@ -111,11 +118,18 @@ def _drum_events(job: Job, seconds: float = 40.0):
     pattern = _DRUMS[job.source.split(":", 1)[1]]
     step = 60.0 / job.bpm / 4
     bars = int(seconds / (16 * step)) + 1
-    events = [(b * 16 * step + s * step, b * 16 * step + s * step + 0.1, k, v)
-              for b in range(bars) for s, k, v in pattern]
+    events = [
+        (b * 16 * step + s * step, b * 16 * step + s * step + 0.1, k, v) for b in range(bars) for s, k, v in pattern
+    ]
     events = [e for e in events if e[0] < seconds]
-    return sorted(events), {"piece": f"{job.source.split(':')[1]} beat", "composer": "tunelens",
-                            "collection": "drums", "key": None, "meter": "4/4", "parts": 1}
+    return sorted(events), {
+        "piece": f"{job.source.split(':')[1]} beat",
+        "composer": "tunelens",
+        "collection": "drums",
+        "key": None,
+        "meter": "4/4",
+        "parts": 1,
+    }
 
 
 def render(events, program: int | None, soundfont: str) -> np.ndarray:
@@ -183,15 +197,23 @@ def main(argv: list[str] | None = None) -> int:
         folder.mkdir(exist_ok=True)
         with sf.SoundFile(folder / name, "w", SR, 1, format=fmt.upper()) as out:
             for start in range(0, len(audio), SR):  # libsndfile's Vorbis encoder crashes on large single writes
-                out.write(audio[start:start + SR])
+                out.write(audio[start : start + SR])
         num, den = (int(x) for x in facts["meter"].split("/"))
         compound = den == 8 and num % 3 == 0  # the beat is a dotted quarter
         beat_bpm = job.bpm * (2 / 3 if compound else 0.5 if den == 2 else 1.0)
-        rows.append({
-            "file": f"{job.instrument}/{name}", **facts, "instrument": job.instrument, "melody_only": job.melody_only,
-            "quarter_bpm": float(job.bpm), "tempo_bpm": float(beat_bpm),
-            "tempo_class": "slow" if beat_bpm < 90 else "fast", "duration": len(audio) / SR, "source": job.source,
-        })
+        rows.append(
+            {
+                "file": f"{job.instrument}/{name}",
+                **facts,
+                "instrument": job.instrument,
+                "melody_only": job.melody_only,
+                "quarter_bpm": float(job.bpm),
+                "tempo_bpm": float(beat_bpm),
+                "tempo_class": "slow" if beat_bpm < 90 else "fast",
+                "duration": len(audio) / SR,
+                "source": job.source,
+            }
+        )
         print(f"[{i + 1}/{len(todo)}] {rows[-1]['file']}  {rows[-1]['duration']:.0f}s  {job.bpm} bpm", flush=True)
     pl.DataFrame(rows).write_parquet(args.out / "ground_truth.parquet")
     print(f"wrote {len(rows)} tracks to {args.out}")

@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -7,10 +8,18 @@ import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SHARED = ROOT.parent / "shared"
+
+
+def load_script(name: str):
+    """A module of scripts/ (they are run as files, not installed), loaded from its path."""
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def tone(seconds: float, freq: float, sr: int = 22050, channels: int = 1) -> np.ndarray:
@@ -21,7 +30,7 @@ def tone(seconds: float, freq: float, sr: int = 22050, channels: int = 1) -> np.
 
 @pytest.fixture(scope="session")
 def tiny_clap(tmp_path_factory) -> Path:
-    from embed.random_checkpoints import make_random_clap
+    from tunelens.embed.random_checkpoints import make_random_clap
 
     return make_random_clap(tmp_path_factory.mktemp("tiny_clap"))
 
@@ -33,7 +42,7 @@ def tiny_spec(tiny_clap) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_encoder(tiny_spec):
-    from embed import load_encoder
+    from tunelens.embed import load_encoder
 
     return load_encoder(tiny_spec)
 
@@ -51,10 +60,9 @@ def music_dir(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def demo_music(tmp_path_factory) -> Path:
     """8 real demo tracks of 20 s rendered from scores (read-only: copy before adding files)."""
-    pytest.importorskip("music21", reason="the demo extra (music21, pretty-midi, tinysoundfont) renders the test corpus")
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from make_demo_corpus import main as make_corpus
-
+    pytest.importorskip(
+        "music21", reason="the demo extra (music21, pretty-midi, tinysoundfont) renders the test corpus"
+    )
     out = tmp_path_factory.mktemp("demo") / "music"
-    assert make_corpus([str(out), "--limit", "8", "--max-seconds", "20"]) == 0
+    assert load_script("make_demo_corpus").main([str(out), "--limit", "8", "--max-seconds", "20"]) == 0
     return out

@@ -3,8 +3,8 @@ captioned): every page through AppTest, bad input, the catalog-only audio gate, 
 from __future__ import annotations
 
 import os
-import shutil
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,10 +20,10 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 
 @pytest.fixture(scope="session")
 def demo_library(tmp_path_factory, demo_music) -> Path:
-    from caption.batch import CaptionConfig, caption_library
-    from embed import load_encoder
-    from index import Library
-    from index.indexer import IndexConfig, index_folder
+    from tunelens.caption.batch import CaptionConfig, caption_library
+    from tunelens.embed import load_encoder
+    from tunelens.index import Library
+    from tunelens.index.core.indexer import IndexConfig, index_folder
 
     base = tmp_path_factory.mktemp("app")
     shutil.copytree(demo_music, base / "music")
@@ -85,7 +85,7 @@ def test_more_like_this_and_exports(app):
 
 
 def test_track_page_answers_questions(app, demo_library):
-    from index import Library
+    from tunelens.index import Library
 
     tid = Library.open(demo_library).ok_tracks()["track_id"][0]
     app.radio(key="page").set_value("Track").run()
@@ -96,7 +96,10 @@ def test_track_page_answers_questions(app, demo_library):
     assert not app.exception
     said = [m.value for m in app.markdown]
     assert "what key is it in?" in said
-    assert any(re.search(r"\b[A-G][#b]? (major|minor)\b", s) or "can't tell" in s for s in said[said.index("what key is it in?") + 1:])
+    assert any(
+        re.search(r"\b[A-G][#b]? (major|minor)\b", s) or "can't tell" in s
+        for s in said[said.index("what key is it in?") + 1 :]
+    )
     app.chat_input(key="qa_input").set_value("who composed this?").run()
     assert any("can't tell" in m.value for m in app.markdown)
 
@@ -110,8 +113,8 @@ def test_track_page_refuses_anything_outside_the_catalog(app, ref):
 
 
 def test_audio_is_served_only_from_the_catalog(demo_library):
-    from app import resources as R
-    from index import Library
+    from tunelens.app import resources as R
+    from tunelens.index import Library
 
     lib = Library.open(demo_library)
     data, mime = R.audio_bytes(lib, lib.ok_tracks()["track_id"][0])
@@ -138,8 +141,8 @@ def test_library_page(app, demo_library):
     app.selectbox(key="map_color").set_value("tag: piano").run()
     assert not app.exception
     assert any("tunelens dupes" in c.value for c in app.caption)  # not checked yet: the app points at the batch job
-    from index import Library
-    from index.dupes import find_duplicates, save_duplicates
+    from tunelens.index import Library
+    from tunelens.index.curation.dupes import find_duplicates, save_duplicates
 
     lib = Library.open(demo_library)
     save_duplicates(lib, find_duplicates(lib))
@@ -163,8 +166,12 @@ def test_search_page_in_headless_chromium(demo_library):
             pytest.fail("chromium is missing: `make test` installs Debian's chromium")
         pytest.skip("Debian chromium is not installed (make chromium)")
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "app.cli", "app", "--library", str(demo_library), "--port", str(port)],
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tunelens.app.cli", "app", "--library", str(demo_library), "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 60
         while time.time() < deadline:

@@ -10,24 +10,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-from caption.audio_lm import evidence_lines, split_segments
-from caption.batch import CaptionConfig, caption_library, load_captioner
-from caption.descriptors import analyse
-from caption.evidence import Evidence
-from embed.base import ModelUnavailableError
-from index import Library
-from index.captions import CaptionStore
-from index.indexer import IndexConfig, index_folder
-
 from conftest import tone
+
+from tunelens.caption.audio_lm import evidence_lines, split_segments
+from tunelens.caption.base import load_captioner
+from tunelens.caption.batch import CaptionConfig, caption_library
+from tunelens.caption.descriptors import analyse
+from tunelens.caption.evidence import Evidence
+from tunelens.embed.base import ModelUnavailableError
+from tunelens.index import Library
+from tunelens.index.core.captions import CaptionStore
+from tunelens.index.core.indexer import IndexConfig, index_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen(tmp_path_factory) -> Path:
-    from caption.random_audio_lm import make_random_qwen2_audio
+    from tunelens.caption.random_audio_lm import make_random_qwen2_audio
 
     return make_random_qwen2_audio(tmp_path_factory.mktemp("tiny_qwen2_audio"))
 
@@ -87,7 +87,7 @@ def test_batch_captioning_and_qa_with_the_audio_lm(tiny_qwen, tiny_encoder, tmp_
     assert caps["captioner_version"][0].startswith("qwen2-audio-p1-") and caps["tempo_bpm"].is_not_null().all()
     again = caption_library(lib, load_captioner(spec), CaptionConfig(workers=1))
     assert again.done_before == 3 and again.captioned == 0
-    out = subprocess.run([sys.executable, "-m", "app.cli", "ask", caps["track_id"][0], "is there a piano?",
+    out = subprocess.run([sys.executable, "-m", "tunelens.app.cli", "ask", caps["track_id"][0], "is there a piano?",
                           "--library", str(lib.root), "--model", spec, "--json"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -97,7 +97,7 @@ def test_batch_captioning_and_qa_with_the_audio_lm(tiny_qwen, tiny_encoder, tmp_
 
 
 def test_evidence_lines_state_the_measurements():
-    from caption.descriptors import Descriptors
+    from tunelens.caption.descriptors import Descriptors
 
     d = Descriptors(duration=125.0, tempo_bpm=96.4, tempo_confidence=0.8, key="G major", key_confidence=0.3,
                     loudness_lufs=-14.0, loudness_range_lu=6.5, brightness_hz=1800.0, onset_rate=3.0,

@@ -12,14 +12,14 @@ import polars as pl
 import pytest
 import soundfile as sf
 
-from caption.batch import CaptionConfig, caption_library
-from caption.describe import DescribeCaptioner
-from caption.descriptors import Descriptors, analyse, analyse_samples
-from caption.evidence import Evidence
-from caption.qa import CANT_TELL, answer
-from index import Library
-from index.captions import CaptionStore
-from index.indexer import IndexConfig, index_folder
+from tunelens.caption.batch import CaptionConfig, caption_library
+from tunelens.caption.describe import DescribeCaptioner
+from tunelens.caption.descriptors import Descriptors, analyse, analyse_samples
+from tunelens.caption.evidence import Evidence
+from tunelens.caption.qa import CANT_TELL, answer
+from tunelens.index import Library
+from tunelens.index.core.captions import CaptionStore
+from tunelens.index.core.indexer import IndexConfig, index_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 22050
@@ -103,7 +103,8 @@ def test_qa_answers_from_the_evidence():
 
 def test_qa_says_it_cannot_tell_rather_than_guess():
     ev = evidence(piano=0.9)
-    for q in ("Who composed this?", "What year was it released?", "What are the lyrics about?", "What colour is the sky?"):
+    for q in ("Who composed this?", "What year was it released?", "What are the lyrics about?",
+              "What colour is the sky?"):
         a = answer(q, ev)
         assert a.text.startswith(CANT_TELL) and not a.known, q
     organ = answer("Is there an organ?", ev)
@@ -136,8 +137,9 @@ def test_captions_state_only_supported_facts_and_vary():
     cap = DescribeCaptioner()
     strong = cap.caption(evidence(piano=0.9, classical=0.7), "a").caption
     assert "piano" in strong and "126 BPM" in strong and "E minor" in strong
-    weak = cap.caption(Evidence(Descriptors(60.0, 90.0, 0.2, "C major", 0.01, -20.0, 1.0, 1000.0, 1.0,
-                                            [0] * 10), {"piano": 0.3}), "b").caption
+    weak = cap.caption(
+        Evidence(Descriptors(60.0, 90.0, 0.2, "C major", 0.01, -20.0, 1.0, 1000.0, 1.0, [0] * 10), {"piano": 0.3}), "b"
+    ).caption
     assert "piano" not in weak and "BPM" not in weak and "C major" not in weak
     texts = {cap.caption(evidence(piano=0.9), str(i)).caption for i in range(12)}
     assert len(texts) >= 3
@@ -150,7 +152,7 @@ def small_library(tmp_path, tiny_encoder):
     for i, bpm in enumerate((70, 90, 110, 130, 150, 80)):
         sf.write(music / f"{i}.wav", clicks(bpm, 12), SR)
     (music / "broken.wav").write_bytes(b"RIFF\x00\x00")
-    index_folder(tmp_path / "lib", music, tiny_encoder, IndexConfig(batch_files=4))
+    index_folder(tmp_path / "lib", music, tiny_encoder, IndexConfig(batch_files=4, processes=0))
     return tmp_path / "lib"
 
 
@@ -172,7 +174,7 @@ def test_batch_captioning_records_failures_and_skips_done_work(small_library):
 
 
 def test_kill_9_while_captioning_then_resume(small_library, tmp_path):
-    cmd = [sys.executable, "-m", "app.cli", "caption", "--library", str(small_library), "--workers", "1",
+    cmd = [sys.executable, "-m", "tunelens.app.cli", "caption", "--library", str(small_library), "--workers", "1",
            "--batch-tracks", "1"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     batches = small_library / "captions"
@@ -189,8 +191,14 @@ def test_kill_9_while_captioning_then_resume(small_library, tmp_path):
     caps = CaptionStore(small_library).read("describe")
     assert len(caps) == 6 and (caps["status"] == "ok").all()
     assert not list(batches.glob("*.parquet"))  # compacted into captions.parquet
-    ask = subprocess.run([sys.executable, "-m", "app.cli", "ask", caps["track_id"][0], "what is the tempo?",
-                          "--library", str(small_library)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    ask = subprocess.run(
+        [sys.executable, "-m", "tunelens.app.cli", "ask", caps["track_id"][0], "what is the tempo?", "--library",
+         str(small_library)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ask.returncode == 0 and "BPM" in ask.stdout
 
 

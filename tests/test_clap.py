@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from embed import EncoderOptions, PipelineSpec, load_encoder
-from embed.base import AudioTextEncoder, ModelUnavailableError
+from tunelens.embed import EncoderOptions, PipelineSpec, load_encoder
+from tunelens.embed.base import AudioTextEncoder, ModelUnavailableError
 
 
 def test_tiny_clap_round_trip_through_load_encoder(tiny_spec):

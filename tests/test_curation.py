@@ -5,7 +5,6 @@ import io
 import json
 import random
 import shutil
-import sys
 import tarfile
 from pathlib import Path
 
@@ -13,9 +12,9 @@ import numpy as np
 import polars as pl
 import pytest
 import soundfile as sf
+from conftest import load_script
 from scipy.signal import butter, sosfilt
 
-ROOT = Path(__file__).resolve().parents[1]
 SR = 44100
 
 
@@ -42,9 +41,9 @@ def broken_files(folder: Path) -> dict[str, str]:
 
 
 def test_quality_measures_flag_broken_audio(tmp_path):
-    from embed.audio import read_audio
-    from embed.quality import measure
-    from index.tracks import quality_flag_columns
+    from tunelens.embed.audio import read_audio
+    from tunelens.embed.quality import measure
+    from tunelens.index.curation.quality import quality_flag_columns
 
     expected = broken_files(tmp_path)
     sf.write(tmp_path / "clean.flac", np.stack([noise(8, 1), noise(8, 2)], axis=1), SR)
@@ -53,7 +52,9 @@ def test_quality_measures_flag_broken_audio(tmp_path):
         data, sr = read_audio(path)
         rows.append({"rel_path": path.name, "sample_rate": sr, "channels": data.shape[1], "duration": len(data) / sr,
                      **measure(data, sr).as_row()})
-    flags = dict(pl.DataFrame(rows).with_columns(quality_flag_columns()).select("rel_path", "quality_flags").iter_rows())
+    flags = dict(
+        pl.DataFrame(rows).with_columns(quality_flag_columns()).select("rel_path", "quality_flags").iter_rows()
+    )
     assert flags["clean.flac"] == []
     for name, flag in expected.items():
         assert flags[name] == [flag], (name, flags[name])
@@ -62,8 +63,8 @@ def test_quality_measures_flag_broken_audio(tmp_path):
 
 
 def test_audio_hash_matches_a_lossless_copy_only(tmp_path):
-    from embed.audio import read_audio
-    from embed.quality import audio_hash
+    from tunelens.embed.audio import read_audio
+    from tunelens.embed.quality import audio_hash
 
     pcm = np.round(noise(3) * 32767).astype(np.int16)  # one recording's samples, stored two lossless ways
     sf.write(tmp_path / "a.flac", pcm, SR)
@@ -76,17 +77,15 @@ def test_audio_hash_matches_a_lossless_copy_only(tmp_path):
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory, demo_music):
     """Demo tracks, transformed copies of two of them, and broken files, indexed with musicnn and captioned."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from eval_dupes import transform
-
-    from caption.batch import CaptionConfig, caption_library
-    from embed import load_encoder
-    from index import Library
-    from index.indexer import index_folder
+    from tunelens.caption.batch import CaptionConfig, caption_library
+    from tunelens.embed import load_encoder
+    from tunelens.index import Library
+    from tunelens.index.core.indexer import index_folder
 
     base = tmp_path_factory.mktemp("curation")
     music = base / "music"
     shutil.copytree(demo_music, music)
+    transform = load_script("eval_dupes").transform
     originals = sorted(str(p.relative_to(music)) for p in music.rglob("*") if p.suffix in (".flac", ".ogg", ".mp3"))
     a = next(p for p in originals if "organ" in p)  # a FLAC
     b = next(p for p in originals if "strings" in p)
@@ -101,12 +100,17 @@ def curated(tmp_path_factory, demo_music):
     index_folder(base / "lib", music, load_encoder("musicnn"))
     lib = Library.open(base / "lib")
     caption_library(lib, config=CaptionConfig(workers=1))
-    return {"lib": base / "lib", "groups": [sorted(g) for g in groups.values()], "broken": broken, "exact": (a, groups[a][1])}
+    return {
+        "lib": base / "lib",
+        "groups": [sorted(g) for g in groups.values()],
+        "broken": broken,
+        "exact": (a, groups[a][1]),
+    }
 
 
 def test_quality_flags_land_in_the_catalog_and_filter(curated):
-    from index import Library
-    from index.tracks import TrackFilter, track_table
+    from tunelens.index import Library
+    from tunelens.index.core.tracks import TrackFilter, track_table
 
     table = track_table(Library.open(curated["lib"]))
     flags = dict(table.select("rel_path", "quality_flags").iter_rows())
@@ -122,8 +126,8 @@ def test_quality_flags_land_in_the_catalog_and_filter(curated):
 
 
 def test_dupes_cluster_each_recording_and_nothing_else(curated):
-    from index import Library
-    from index.dupes import find_duplicates, load_duplicates, save_duplicates
+    from tunelens.index import Library
+    from tunelens.index.curation.dupes import find_duplicates, load_duplicates, save_duplicates
 
     lib = Library.open(curated["lib"])
     result = find_duplicates(lib)
@@ -141,7 +145,7 @@ def test_dupes_cluster_each_recording_and_nothing_else(curated):
 def test_cli_dupes_and_quality_json(curated):
     from typer.testing import CliRunner
 
-    from app.cli import app
+    from tunelens.app.cli import app
 
     runner = CliRunner()
     out = runner.invoke(app, ["dupes", "--library", str(curated["lib"]), "--json"])
@@ -156,10 +160,10 @@ def test_cli_dupes_and_quality_json(curated):
 
 
 def test_agreement_is_cached_per_caption(curated):
-    from embed import load_encoder
-    from index import Library
-    from index.agreement import agreement_scores
-    from index.tracks import track_table
+    from tunelens.embed import load_encoder
+    from tunelens.index import Library
+    from tunelens.index.core.tracks import track_table
+    from tunelens.index.curation.agreement import agreement_scores
 
     lib = Library.open(curated["lib"])
     calls = []
@@ -184,21 +188,25 @@ def test_agreement_is_cached_per_caption(curated):
     assert sum(calls) == len(first)  # nothing embedded twice
     assert dict(again.iter_rows()) == dict(first.iter_rows())
     # a track whose caption names what it is agrees more than one whose caption names something else
-    choir = captions.join(lib.ok_tracks().select("track_id", "rel_path"), on="track_id").filter(pl.col("rel_path").str.contains("choir"))
+    choir = captions.join(lib.ok_tracks().select("track_id", "rel_path"), on="track_id").filter(
+        pl.col("rel_path").str.contains("choir")
+    )
     swapped = choir.with_columns(pl.lit("Fast techno with a heavy electronic beat.").alias("caption"))
-    own = agreement_scores(lib, enc, choir.select("track_id", pl.lit("A choir of voices singing together.").alias("caption")))
+    own = agreement_scores(
+        lib, enc, choir.select("track_id", pl.lit("A choir of voices singing together.").alias("caption"))
+    )
     other = agreement_scores(lib, enc, swapped.select("track_id", "caption"))
     assert own["agreement"].item() > other["agreement"].item()
 
 
 def test_export_parquet_loads_with_datasets_and_keeps_clusters_together(curated, tmp_path):
     datasets = pytest.importorskip("datasets")
-    from embed import load_encoder
-    from index import Library
-    from index.agreement import agreement_scores
-    from index.dupes import find_duplicates
-    from index.export import ExportConfig, export_dataset
-    from index.tracks import track_table
+    from tunelens.embed import load_encoder
+    from tunelens.index import Library
+    from tunelens.index.core.tracks import track_table
+    from tunelens.index.curation.agreement import agreement_scores
+    from tunelens.index.curation.dupes import find_duplicates
+    from tunelens.index.curation.export import ExportConfig, export_dataset
 
     lib = Library.open(curated["lib"])
     clusters = find_duplicates(lib).clusters
@@ -218,16 +226,17 @@ def test_export_parquet_loads_with_datasets_and_keeps_clusters_together(curated,
     data, sr = sf.read(io.BytesIO(row["audio"]["bytes"]))
     assert sr > 0 and len(data) > sr and row["caption"] and row["agreement"] is not None
     # default: one keeper per cluster, and a user filter
-    clean = export_dataset(lib, tmp_path / "clean", ExportConfig(filter="duration > 10 AND file NOT LIKE 'piano/%'"),
-                           clusters, scores)
+    clean = export_dataset(
+        lib, tmp_path / "clean", ExportConfig(filter="duration > 10 AND file NOT LIKE 'piano/%'"), clusters, scores
+    )
     assert clean.dropped["duplicate of a kept track"] == sum(len(g) - 1 for g in exported)
     assert clean.dropped["--filter"] == 1
     assert sum(clean.splits.values()) == 7  # the demo tracks but the piano, one copy of each
 
 
 def test_export_webdataset_jsonl_and_errors(curated, tmp_path):
-    from index import Library
-    from index.export import ExportConfig, ExportError, export_dataset
+    from tunelens.index import Library
+    from tunelens.index.curation.export import ExportConfig, ExportError, export_dataset
 
     lib = Library.open(curated["lib"])
     report = export_dataset(lib, tmp_path / "wds", ExportConfig(format="webdataset", split=(1.0,)))
@@ -250,14 +259,16 @@ def test_export_webdataset_jsonl_and_errors(curated, tmp_path):
 
 
 def test_splits_keep_artists_and_clusters_whole():
-    from index.export import assign_splits, parse_split
+    from tunelens.index.curation.export import assign_splits, parse_split
 
     n = 200
-    rows = pl.DataFrame({
-        "track_id": [f"t{i:03d}" for i in range(n)],
-        "cluster": [i // 4 if i < 40 else None for i in range(n)],
-        "artist_key": [f"artist{i % 13}" if i % 3 == 0 else None for i in range(n)],
-    })
+    rows = pl.DataFrame(
+        {
+            "track_id": [f"t{i:03d}" for i in range(n)],
+            "cluster": [i // 4 if i < 40 else None for i in range(n)],
+            "artist_key": [f"artist{i % 13}" if i % 3 == 0 else None for i in range(n)],
+        }
+    )
     out = assign_splits(rows, parse_split("0.8,0.1,0.1"), seed=1)
     for key in ("cluster", "artist_key"):
         spans = out.drop_nulls(key).group_by(key).agg(pl.col("split").n_unique())["split"]

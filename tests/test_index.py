@@ -4,21 +4,20 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import psutil
 import pytest
 import soundfile as sf
-
 from conftest import ROOT, tone
-from embed import PipelineSpec
-from index import Library, LibraryError
-from index.indexer import IndexConfig, index_folder
-from index.search import search_text, similar
 
-CFG = IndexConfig(batch_files=2)
+from tunelens.embed import PipelineSpec
+from tunelens.index import Library, LibraryError
+from tunelens.index.core.indexer import IndexConfig, index_folder
+from tunelens.index.search import search_text, similar
+
+CFG = IndexConfig(batch_files=2, processes=0)
 
 
 def vectors_by_path(lib: Library) -> dict[str, np.ndarray]:
@@ -77,7 +76,7 @@ def test_same_file_gives_bit_identical_vectors_in_two_libraries(tmp_path, music_
     other.mkdir()
     shutil.copy(music_dir / "t2.wav", other / "t2.wav")  # alone, so batched with different neighbours
     sf.write(other / "x.wav", tone(3, 123), 22050)
-    index_folder(tmp_path / "b", other, tiny_encoder, IndexConfig(batch_windows=4))
+    index_folder(tmp_path / "b", other, tiny_encoder, IndexConfig(batch_windows=4, processes=0))
     a, b = Library.open(tmp_path / "a"), Library.open(tmp_path / "b")
     assert np.array_equal(vectors_by_path(a)["t2.wav"], vectors_by_path(b)["t2.wav"])
     assert np.array_equal(windows_by_path(a)["t2.wav"], windows_by_path(b)["t2.wav"])
@@ -102,7 +101,7 @@ def test_bad_input_folder_is_recorded_not_fatal(tmp_path, tiny_encoder, tiny_spe
     os.chmod(d / "locked.wav", 0)
     lib_dir = tmp_path / "lib"
     out = subprocess.run(
-        [sys.executable, "-m", "app.cli", "index", str(d), "--library", str(lib_dir), "--model", tiny_spec],
+        [sys.executable, "-m", "tunelens.app.cli", "index", str(d), "--library", str(lib_dir), "--model", tiny_spec],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stderr
@@ -121,7 +120,7 @@ def test_bad_input_folder_is_recorded_not_fatal(tmp_path, tiny_encoder, tiny_spe
         assert status["locked.wav"] == "error" and "permission" in errors["locked.wav"]
     assert cat.filter(pl.col("rel_path") == "eight.wav")["channels"][0] == 8
     assert cat.filter(pl.col("rel_path") == "hires.wav")["sample_rate"][0] == 192000
-    info = subprocess.run([sys.executable, "-m", "app.cli", "info", "--library", str(lib_dir)],
+    info = subprocess.run([sys.executable, "-m", "tunelens.app.cli", "info", "--library", str(lib_dir)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert info.returncode == 0
     for name in expected:
@@ -133,8 +132,12 @@ def test_folder_with_nothing_indexable_exits_nonzero(tmp_path, tiny_spec):
     d.mkdir()
     (d / "a.wav").write_text("nope")
     out = subprocess.run(
-        [sys.executable, "-m", "app.cli", "index", str(d), "--library", str(tmp_path / "lib"), "--model", tiny_spec],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "tunelens.app.cli", "index", str(d), "--library", str(tmp_path / "lib"), "--model",
+         tiny_spec],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 1 and "could be indexed" in out.stderr
 
@@ -145,7 +148,7 @@ def test_kill_9_then_resume_matches_a_clean_run(tmp_path, tiny_spec, tiny_encode
     for i in range(40):
         sf.write(d / f"{i:02d}.wav", tone(15 + i % 3, 200 + 17 * i), 22050)
     lib_dir = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "app.cli", "index", str(d), "--library", str(lib_dir), "--model", tiny_spec,
+    cmd = [sys.executable, "-m", "tunelens.app.cli", "index", str(d), "--library", str(lib_dir), "--model", tiny_spec,
            "--batch-files", "3"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -162,7 +165,7 @@ def test_kill_9_then_resume_matches_a_clean_run(tmp_path, tiny_spec, tiny_encode
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     clean = tmp_path / "clean"
-    index_folder(clean, d, tiny_encoder, IndexConfig(batch_files=5))
+    index_folder(clean, d, tiny_encoder, IndexConfig(batch_files=5, processes=0))
     a, b = Library.open(lib_dir), Library.open(clean)
     assert len(a.catalog) == 40 and a.catalog["path"].n_unique() == 40
     va, vb = vectors_by_path(a), vectors_by_path(b)
@@ -173,7 +176,7 @@ def test_kill_9_then_resume_matches_a_clean_run(tmp_path, tiny_spec, tiny_encode
 
 
 def test_commit_interrupted_after_its_journal_is_finished_on_open(tmp_path, music_dir, tiny_encoder, monkeypatch):
-    import index.library as L
+    import tunelens.index.core.library as L
 
     lib_dir = tmp_path / "lib"
     index_folder(lib_dir, music_dir, tiny_encoder, CFG)
@@ -212,7 +215,7 @@ def test_opening_with_another_model_is_an_error(tmp_path, music_dir, tiny_encode
 
 
 def test_playlists_of_hits():
-    from index.search import Hit, to_csv, to_m3u
+    from tunelens.index.search import Hit, to_csv, to_m3u
 
     hits = [Hit(1, 0.9, "a1", "/m/x/one.flac", "x/one.flac", "One", "Ann", 61.4, 10.0, 20.0),
             Hit(2, 0.5, "b2", "/m/two.mp3", "two.mp3", None, None, 30.0, 0.0, 10.0)]

@@ -6,7 +6,6 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-
 from conftest import ROOT, SHARED
 
 GOLDEN = SHARED / "musicnn"
@@ -15,7 +14,7 @@ NAMES = ["piano_chord", "white_noise", "drums_120bpm"]
 
 @pytest.fixture(scope="module")
 def musicnn():
-    from embed import EncoderOptions, load_encoder
+    from tunelens.embed import EncoderOptions, load_encoder
 
     return load_encoder("musicnn", EncoderOptions(device="cpu"))
 
@@ -79,7 +78,7 @@ def test_a_window_gets_the_same_vector_whatever_its_neighbours(musicnn):
 
 
 def test_random_control_differs_and_is_deterministic():
-    from embed import load_encoder
+    from tunelens.embed import load_encoder
 
     a, b = load_encoder("musicnn:random"), load_encoder("musicnn:random")
     x = (0.1 * np.random.default_rng(0).standard_normal((2, 48000))).astype(np.float32)
@@ -93,10 +92,10 @@ def test_default_model_indexes_and_finds_the_demo_instruments(tmp_path):
     subprocess.run([sys.executable, "scripts/make_demo_corpus.py", str(demo), "--limit", "12", "--max-seconds", "25"],
                    cwd=ROOT, check=True, capture_output=True, timeout=600)
     lib = tmp_path / "lib"
-    out = subprocess.run([sys.executable, "-m", "app.cli", "index", str(demo), "--library", str(lib)],
+    out = subprocess.run([sys.executable, "-m", "tunelens.app.cli", "index", str(demo), "--library", str(lib)],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    from index import Library
+    from tunelens.index import Library
 
     cat = Library.open(lib).catalog
     assert Library.open(lib).manifest.pipeline.model == "musicnn"
@@ -106,10 +105,15 @@ def test_default_model_indexes_and_finds_the_demo_instruments(tmp_path):
     for query, inst in [("choir singing", "choir"), ("drums and percussion beat", "drums"), ("solo piano", "piano")]:
         if inst not in instruments.values():
             continue
-        res = subprocess.run([sys.executable, "-m", "app.cli", "search", query, "--library", str(lib), "-k", "3", "--json"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+        res = subprocess.run(
+            [sys.executable, "-m", "tunelens.app.cli", "search", query, "--library", str(lib), "-k", "3", "--json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         hits = json.loads(res.stdout)
         assert instruments[hits[0]["rel_path"]] == inst, (query, hits[0]["rel_path"])
-    tags = subprocess.run([sys.executable, "-m", "app.cli", "tags", str(next(demo.rglob("*.flac"))), "--json"],
+    tags = subprocess.run([sys.executable, "-m", "tunelens.app.cli", "tags", str(next(demo.rglob("*.flac"))), "--json"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert tags.returncode == 0 and len(json.loads(tags.stdout)) == 10

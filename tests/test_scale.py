@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import ROOT, tone
-from index import Library
-from index.ann import IndexChoice, build, exact_neighbours, parse_memory, recall_at
-from index.indexer import IndexConfig, index_folder
-from index.search import search_moments, search_text
-from index.vector_index import VectorIndex
+
+from tunelens.index import Library
+from tunelens.index.core.indexer import IndexConfig, index_folder
+from tunelens.index.search import search_moments, search_text
+from tunelens.index.vectors.choice import IndexChoice, build, exact_neighbours, parse_memory, recall_at
+from tunelens.index.vectors.vector_index import VectorIndex
 
 
 def clustered(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -55,7 +55,9 @@ def test_auto_choice_follows_size_and_budget_and_reaches_its_recall():
         # fresh queries (not library vectors) land near the build-time estimate
         assert recall_at(found, truth, np.full(len(queries), -1), 10) >= 0.9, b.info
         scores, rows = vi.search(queries[:5], 10)
-        assert np.allclose(scores, np.einsum("qd,qkd->qk", queries[:5], x[rows]), atol=1e-3 if b.info["type"] != "ivfpq" else 1e-5)
+        assert np.allclose(
+            scores, np.einsum("qd,qkd->qk", queries[:5], x[rows]), atol=1e-3 if b.info["type"] != "ivfpq" else 1e-5
+        )
         within = vi.neighbours_within(queries[:20], 0.8, 50)
         for q, (r, s) in zip(queries[:20], within):
             assert np.all(s >= 0.8) and np.allclose(s, x[r] @ q, atol=1e-3)
@@ -63,7 +65,7 @@ def test_auto_choice_follows_size_and_budget_and_reaches_its_recall():
 
 def test_library_keeps_its_index_choice_and_a_window_index(tmp_path, music_dir, tiny_encoder):
     lib_dir = tmp_path / "lib"
-    index_folder(lib_dir, music_dir, tiny_encoder, IndexConfig(index=IndexChoice(kind="hnsw")))
+    index_folder(lib_dir, music_dir, tiny_encoder, IndexConfig(processes=0, index_kind="hnsw"))
     lib = Library.open(lib_dir)
     idx = lib.manifest.index
     assert idx["request"]["kind"] == "hnsw" and idx["tracks"]["type"] == "hnsw" and idx["windows"]["type"] == "hnsw"
@@ -73,7 +75,7 @@ def test_library_keeps_its_index_choice_and_a_window_index(tmp_path, music_dir, 
     sf.write(music_dir / "new.wav", tone(5, 880), 22050)
     index_folder(lib_dir, music_dir, tiny_encoder, IndexConfig())
     assert Library.open(lib_dir).manifest.index["tracks"]["type"] == "hnsw"
-    index_folder(lib_dir, music_dir, tiny_encoder, IndexConfig(index=IndexChoice(kind="flat")))
+    index_folder(lib_dir, music_dir, tiny_encoder, IndexConfig(processes=0, index_kind="flat"))
     lib = Library.open(lib_dir)
     assert lib.manifest.index["tracks"]["type"] == "flat" and lib.manifest.index["request"]["kind"] == "flat"
     # moments: the best window of each track, from the window index, agreeing with exact search over windows
@@ -89,10 +91,12 @@ def test_library_keeps_its_index_choice_and_a_window_index(tmp_path, music_dir, 
 
 def test_cli_index_choice_and_moments(tmp_path, music_dir, tiny_spec):
     lib_dir = tmp_path / "lib"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "app.cli", *a], capture_output=True, text=True, env=env, cwd=ROOT)  # noqa: E731
-    r = run("index", str(music_dir), "--library", str(lib_dir), "--model", tiny_spec, "--processes", "0",
-            "--index", "ivfpq", "--max-memory", "1GB")
+
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "tunelens.app.cli", *a], capture_output=True, text=True, cwd=ROOT)
+
+    r = run("index", str(music_dir), "--library", str(lib_dir), "--model", tiny_spec, "--processes", "0", "--index",
+            "ivfpq", "--max-memory", "1GB")
     assert r.returncode == 0, r.stderr
     assert "track index: flat" in r.stdout  # 5 tracks cannot train PQ codebooks: exact search, and it says why
     index = json.loads((lib_dir / "manifest.json").read_text())["index"]
@@ -113,13 +117,16 @@ def _vectors(lib_dir: Path) -> dict[str, np.ndarray]:
     win = lib.window_vectors()
     out = {}
     for r in ok.iter_rows(named=True):
-        out[r["rel_path"]] = np.concatenate([lib.track_vectors()[r["vec_row"]], np.ravel(win[r["window_offset"]:r["window_offset"] + r["window_count"]])])
+        out[r["rel_path"]] = np.concatenate(
+            [lib.track_vectors()[r["vec_row"]],
+             np.ravel(win[r["window_offset"] : r["window_offset"] + r["window_count"]])]
+        )
     return out
 
 
 def _crash_on_boom(f) -> dict:
     """prepare_extra for the crash test: kills the worker process on one file, as a crashing decoder would."""
-    from index.indexer import _extra
+    from tunelens.index.core.indexer import _extra
 
     if f.path.name == "boom.wav":
         os._exit(3)
@@ -136,7 +143,7 @@ def test_worker_processes_match_each_other_and_survive_a_dying_worker(tmp_path, 
         assert np.array_equal(one[k], two[k])  # bit-identical, whatever the worker and chunk
         assert np.allclose(one[k], local[k], atol=1e-5)  # the in-process engine threads its model
 
-    import index.indexer as indexer
+    import tunelens.index.core.indexer as indexer
 
     sf.write(music_dir / "boom.wav", tone(3, 300), 22050)
     monkeypatch.setattr(indexer, "_extra", _crash_on_boom)
@@ -146,26 +153,26 @@ def test_worker_processes_match_each_other_and_survive_a_dying_worker(tmp_path, 
 
 
 def _slow_first(path) -> str:
-    """prepare_extra for the slow-file test: file 00 takes 8 s; every call is logged with its start and end."""
+    """prepare_extra for the slow-file test: file 00 takes 12 s; every call is logged with its start and end."""
     start = time.time()
     if path.name == "00.wav":
-        time.sleep(8)
+        time.sleep(12)
     (path.parent / "log" / f"{path.stem}.json").write_text(json.dumps([start, time.time()]))
     return path.name
 
 
 def test_a_slow_file_does_not_idle_the_other_workers(tmp_path, tiny_spec):
-    from embed import EncoderOptions
-    from embed.parallel import WorkerSpec, embed_processes
+    from tunelens.embed import EncoderOptions
+    from tunelens.embed.parallel import WorkerSpec, embed_processes
 
     (tmp_path / "log").mkdir()
     files = []
-    for i in range(13):
+    for i in range(9):  # 8 more than the 2 x 2 chunks in flight: the old pool idled after 4; each takes ~0.85 s here
         files.append(tmp_path / f"{i:02d}.wav")
         sf.write(files[-1], tone(1, 300 + 10 * i), 22050)
     spec = WorkerSpec(tiny_spec, EncoderOptions(device="cpu"))
     out = list(embed_processes(files, spec, processes=2, chunk_files=1, prepare_extra=_slow_first))
-    assert [extra for _, _, extra, _ in out] == [f.name for f in files]  # still in input order
+    assert [r.extra for r in out] == [f.name for f in files]  # still in input order
     log = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "log").glob("*.json")}
     slow_end = log.pop("00")[1]
     assert all(end < slow_end for _, end in log.values()), "the other worker waited for the slow file"
@@ -192,10 +199,10 @@ def test_ray_engine_gives_the_vectors_of_the_local_engine(tmp_path, music_dir, t
 
 @pytest.mark.slow
 def test_memory_stays_flat_on_20k_short_files(tmp_path):
-    from embed.random_checkpoints import make_random_clap
+    from tunelens.embed.random_checkpoints import make_random_clap
 
     psutil = pytest.importorskip("psutil")
-    tiny_spec = f"clap:{make_random_clap(tmp_path / 'clap', window_seconds=1.0)}"  # a cheap model: this is about the pipeline
+    tiny_spec = f"clap:{make_random_clap(tmp_path / 'clap', window_seconds=1.0)}"
     music = tmp_path / "music"
     rng = np.random.default_rng(0)
     for d in range(20):
@@ -203,11 +210,10 @@ def test_memory_stays_flat_on_20k_short_files(tmp_path):
     clip = (0.1 * rng.standard_normal(8000)).astype(np.float32)
     for i in range(20_000):
         sf.write(music / f"d{i % 20:02d}" / f"{i:05d}.wav", np.roll(clip, i * 7), 16000, subtype="PCM_16")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "index", str(music), "--library", str(tmp_path / "lib"), "--model", tiny_spec,
-         "--processes", "2", "--index", "auto"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        [sys.executable, "-m", "tunelens.app.cli", "index", str(music), "--library", str(tmp_path / "lib"),
+         "--model", tiny_spec, "--processes", "2", "--index", "auto"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
     peak = [0, 0]  # PSS (shared library pages split between the processes that map them), RSS
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from embed.windows import make_windows, pool_track, window_starts
+from tunelens.embed.windows import make_windows, pool_track, window_starts
 
 
 def test_short_track_is_repeated_to_one_window():

@@ -12,18 +12,18 @@ keeper: lossless over lossy, then higher bitrate, then longer.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import polars as pl
 
-from index.atomic import atomic_write
-from index.components import Components
-from index.library import Library
-from index.tracks import is_lossless
+from tunelens.index.core.atomic import atomic_write
+from tunelens.index.core.library import Library
+from tunelens.index.curation.components import Components
+from tunelens.index.curation.quality import is_lossless
 
 DUPES_FILE = "duplicates.parquet"
 DUPES_SCHEMA = {
@@ -47,7 +47,7 @@ class DupesConfig:
 class DupesResult:
     clusters: pl.DataFrame  # DUPES_SCHEMA
     pairs: pl.DataFrame  # a, b (track ids), matched_by, cosine, harmony, spectral, match: every pair confirmed
-    candidates: int  # pairs the fingerprint looked at
+    candidates: int | None  # pairs the fingerprint looked at (None: clusters saved by an earlier run)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (rel_path, reason)
     config: DupesConfig = field(default_factory=DupesConfig)
 
@@ -63,7 +63,9 @@ def _candidate_pairs(lib: Library, cat: pl.DataFrame, config: DupesConfig) -> di
     durations[cat["vec_row"].to_numpy()] = cat["duration"].to_numpy()
     out: dict[tuple[int, int], float] = {}
     for start in range(0, len(vecs), 4096):
-        found = index.neighbours_within(np.asarray(vecs[start:start + 4096]), config.min_cosine, config.max_neighbours + 1)
+        found = index.neighbours_within(
+            np.asarray(vecs[start : start + 4096]), config.min_cosine, config.max_neighbours + 1
+        )
         for q, (rows, scores) in enumerate(found):
             a = start + q
             for b, cos in zip(rows, scores):
@@ -78,9 +80,11 @@ def _keeper_order(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.sort(["lossless", "bitrate_kbps", "duration", "rel_path"], descending=[True, True, True, False])
 
 
-def find_duplicates(lib: Library, config: DupesConfig = DupesConfig(), progress: ProgressFn | None = None) -> DupesResult:
-    from embed.audio import error_reason
-    from embed.fingerprint import Fingerprint, fingerprint, match
+def find_duplicates(
+    lib: Library, config: DupesConfig = DupesConfig(), progress: ProgressFn | None = None
+) -> DupesResult:
+    from tunelens.embed.audio import error_reason
+    from tunelens.embed.fingerprint import Fingerprint, fingerprint, match
 
     cat = lib.ok_tracks()
     by_row = {r["vec_row"]: r for r in cat.select("vec_row", "track_id", "path", "rel_path").iter_rows(named=True)}
@@ -116,8 +120,13 @@ def find_duplicates(lib: Library, config: DupesConfig = DupesConfig(), progress:
             continue
         harmony, spectral = match(fa, fb, config.max_shift_s)
         if harmony >= config.min_harmony and spectral >= config.min_spectral:
-            pairs[(a, b)] = {"matched_by": "near", "cosine": cos, "harmony": round(harmony, 4), "spectral": round(spectral, 4),
-                             "match": round(min(harmony, spectral), 4)}
+            pairs[(a, b)] = {
+                "matched_by": "near",
+                "cosine": cos,
+                "harmony": round(harmony, 4),
+                "spectral": round(spectral, 4),
+                "match": round(min(harmony, spectral), 4),
+            }
 
     components = Components()
     for a, b in pairs:
@@ -137,15 +146,26 @@ def find_duplicates(lib: Library, config: DupesConfig = DupesConfig(), progress:
         part = part.with_columns(
             pl.lit(cid, pl.Int64).alias("cluster"),
             (pl.int_range(pl.len()) == 0).alias("keeper"),
-            pl.col("vec_row").replace_strict({r: best_match[r][0] for r in rows}, return_dtype=pl.String).alias("matched_by"),
-            pl.col("vec_row").replace_strict({r: best_match[r][1] for r in rows}, return_dtype=pl.Float64).alias("match"),
+            pl.col("vec_row")
+            .replace_strict({r: best_match[r][0] for r in rows}, return_dtype=pl.String)
+            .alias("matched_by"),
+            pl.col("vec_row")
+            .replace_strict({r: best_match[r][1] for r in rows}, return_dtype=pl.Float64)
+            .alias("match"),
         )
         frames.append(part.select(list(DUPES_SCHEMA)))
     clusters = pl.concat(frames) if frames else pl.DataFrame(schema=DUPES_SCHEMA)
     pair_df = pl.DataFrame(
         [{"a": by_row[a]["track_id"], "b": by_row[b]["track_id"], **p} for (a, b), p in sorted(pairs.items())],
-        schema={"a": pl.String, "b": pl.String, "matched_by": pl.String, "cosine": pl.Float64, "harmony": pl.Float64,
-                "spectral": pl.Float64, "match": pl.Float64},
+        schema={
+            "a": pl.String,
+            "b": pl.String,
+            "matched_by": pl.String,
+            "cosine": pl.Float64,
+            "harmony": pl.Float64,
+            "spectral": pl.Float64,
+            "match": pl.Float64,
+        },
     )
     return DupesResult(clusters, pair_df, len(candidates), unreadable, config)
 
@@ -160,7 +180,9 @@ def save_duplicates(lib: Library, result: DupesResult) -> Path:
         import pyarrow.parquet as pq
 
         table = df.to_arrow()
-        pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), b"tunelens": json.dumps(meta).encode()}), p)
+        pq.write_table(
+            table.replace_schema_metadata({**(table.schema.metadata or {}), b"tunelens": json.dumps(meta).encode()}), p
+        )
 
     atomic_write(path, write)
     return path
@@ -177,3 +199,17 @@ def load_duplicates(lib: Library) -> pl.DataFrame | None:
     if meta.get("library_updated") != lib.manifest.updated:
         return None
     return pl.read_parquet(path)
+
+
+def duplicates(
+    library: Library | str | Path, config: DupesConfig | None = None, progress: ProgressFn | None = None
+) -> DupesResult:
+    """The library's duplicate clusters, as `tunelens dupes` finds them: the saved ones while the library is
+    unchanged and no `config` is given, else found now (and saved)."""
+    lib = Library.coerce(library)
+    saved = load_duplicates(lib) if config is None else None
+    if saved is not None:
+        return DupesResult(saved, pl.DataFrame(), None, [], DupesConfig())
+    result = find_duplicates(lib, config or DupesConfig(), progress)
+    save_duplicates(lib, result)
+    return result

@@ -7,36 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def import_faiss():
-    """The faiss module, or a sentence saying how to install it."""
-    try:
-        import faiss
-    except ImportError:
-        raise ImportError("faiss is not installed: pip install 'tunelens[cpu]', or 'tunelens[gpu]' on a CUDA machine") from None
-    return faiss
-
-
-def gpu_count() -> int:
-    try:
-        faiss = import_faiss()
-    except ImportError:
-        return 0
-    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-
-
-def faiss_build() -> str:
-    """Which faiss is installed: 'gpu' or 'cpu' (the two builds share the module name)."""
-    from importlib.metadata import PackageNotFoundError, distribution
-
-    found = []
-    for dist in ("faiss-gpu-cu12", "faiss-gpu-cu11", "faiss-gpu", "faiss-cpu"):
-        try:
-            distribution(dist)
-            found.append(dist)
-        except PackageNotFoundError:
-            pass
-    return ", ".join(found) or "none"
+from tunelens.index.vectors.faiss_module import gpu_count, import_faiss, to_gpu
 
 
 class VectorIndex:
@@ -46,7 +17,9 @@ class VectorIndex:
     and for IVF-PQ `rerank`, how many times k candidates are re-scored exactly from `vectors`.
     """
 
-    def __init__(self, index, params: dict | None = None, vectors: np.ndarray | None = None, use_gpu: bool | None = None):
+    def __init__(
+        self, index, params: dict | None = None, vectors: np.ndarray | None = None, use_gpu: bool | None = None
+    ):
         faiss = import_faiss()
 
         self.cpu_index = index
@@ -63,18 +36,19 @@ class VectorIndex:
             use_gpu = gpu_count() > 0
         if use_gpu and hasattr(faiss, "StandardGpuResources") and not isinstance(index, faiss.IndexHNSWFlat):
             try:
-                from index.ann import _on_gpu
-
-                self._res, self.index = _on_gpu(index)
+                self._res, self.index = to_gpu(index)
                 if "nprobe" in self.params:
                     faiss.GpuParameterSpace().set_index_parameter(self.index, "nprobe", int(self.params["nprobe"]))
                 self.on_gpu = True
             except (RuntimeError, AttributeError) as e:
-                warnings.warn(f"searching on the CPU: moving the index to the GPU failed ({str(e).splitlines()[0][:200]})")
+                warnings.warn(
+                    f"searching on the CPU: moving the index to the GPU failed ({str(e).splitlines()[0][:200]})",
+                    stacklevel=2,
+                )
                 self.index = index
 
     @classmethod
-    def build(cls, vectors: np.ndarray, use_gpu: bool | None = None) -> "VectorIndex":
+    def build(cls, vectors: np.ndarray, use_gpu: bool | None = None) -> VectorIndex:
         """An exact (flat) index over `vectors`."""
         faiss = import_faiss()
 
@@ -84,8 +58,9 @@ class VectorIndex:
         return cls(index, use_gpu=use_gpu)
 
     @classmethod
-    def load(cls, path: Path, params: dict | None = None, vectors: np.ndarray | None = None,
-             use_gpu: bool | None = None) -> "VectorIndex":
+    def load(
+        cls, path: Path, params: dict | None = None, vectors: np.ndarray | None = None, use_gpu: bool | None = None
+    ) -> VectorIndex:
         faiss = import_faiss()
 
         return cls(faiss.read_index(str(path)), params, vectors, use_gpu)
@@ -112,10 +87,12 @@ class VectorIndex:
             c = np.sort(c[c >= 0])  # sorted rows read a memory-mapped file in order
             exact = np.asarray(self.vectors[c], np.float32) @ q
             top = np.argsort(-exact, kind="stable")[:k]
-            scores[i, :len(top)], rows[i, :len(top)] = exact[top], c[top]
+            scores[i, : len(top)], rows[i, : len(top)] = exact[top], c[top]
         return scores, rows
 
-    def neighbours_within(self, queries: np.ndarray, min_score: float, max_k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def neighbours_within(
+        self, queries: np.ndarray, min_score: float, max_k: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """For each query, (rows, scores) of up to `max_k` neighbours scoring at least `min_score`, best first."""
         faiss = import_faiss()
 
@@ -125,7 +102,7 @@ class VectorIndex:
             lims, dist, ids = self.cpu_index.range_search(queries, min_score)
             out = []
             for q in range(len(queries)):
-                d, i = dist[lims[q]:lims[q + 1]], ids[lims[q]:lims[q + 1]]
+                d, i = dist[lims[q] : lims[q + 1]], ids[lims[q] : lims[q + 1]]
                 order = np.argsort(-d, kind="stable")[:max_k]
                 out.append((i[order].astype(np.int64), d[order]))
             return out

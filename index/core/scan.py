@@ -4,11 +4,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from embed.audio import is_audio_path
+from tunelens.embed.audio import is_audio_path
+from tunelens.index.core.schema import FILE_TAG_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,8 @@ class FoundFile:
 
 
 def track_id_for(rel_path: str) -> str:
-    """Stable id of a track: its relative path hashed, so it survives content changes and re-indexing."""
+    """Stable id of a track: its path relative to the scanned music folder, hashed, so it survives content
+    changes, re-indexing and moving the whole folder."""
     return hashlib.blake2b(rel_path.encode("utf-8"), digest_size=8).hexdigest()
 
 
@@ -55,9 +57,6 @@ def content_hash(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-_TAG_KEYS = ("title", "artist", "album", "genre", "date")
-
-
 def read_file_tags(path: Path) -> dict[str, str]:
     """Tags from the file (ID3, Vorbis comments, MP4 atoms...) as plain strings; empty when there are none."""
     try:
@@ -77,6 +76,6 @@ def read_file_tags(path: Path) -> dict[str, str]:
 
 
 def tag_columns(tags: dict[str, str]) -> dict[str, str | None]:
-    cols = {k: tags.get(k) for k in _TAG_KEYS}
+    cols = {k: tags.get(k) for k in FILE_TAG_COLUMNS}
     cols["file_tags"] = json.dumps(tags, sort_keys=True) if tags else None
     return cols

@@ -2,7 +2,7 @@
 leakage-free split groups are both components: of confirmed pairs, and of shared clusters or artists."""
 from __future__ import annotations
 
-from typing import Hashable
+from collections.abc import Hashable
 
 
 class Components:

@@ -25,24 +25,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from embed.base import PipelineSpec
-from index.ann import IndexChoice, build
-from index.atomic import atomic_write_json, tmp_path, write_tmp
-from index.manifest import Manifest
-from index.vector_index import VectorIndex, gpu_count
-
-CATALOG_SCHEMA = {
-    "track_id": pl.String, "path": pl.String, "rel_path": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64,
-    "content_hash": pl.String, "duration": pl.Float64, "sample_rate": pl.Int64, "channels": pl.Int64,
-    "title": pl.String, "artist": pl.String, "album": pl.String, "genre": pl.String, "date": pl.String,
-    "file_tags": pl.String, "tags": pl.String, "status": pl.String, "error": pl.String, "indexed_at": pl.Float64,
-    # embed.quality, measured while decoding (null in catalogs written before it; `tunelens index` fills them)
-    "audio_hash": pl.String, "silence_ratio": pl.Float64, "clipping_ratio": pl.Float64, "lowpass_hz": pl.Float64,
-    "dc_offset": pl.Float64, "side_db": pl.Float64,
-    "vec_row": pl.Int64, "window_offset": pl.Int64, "window_count": pl.Int64,
-}
-WINDOW_SCHEMA = {"track_id": pl.String, "window": pl.Int64, "start_s": pl.Float64, "end_s": pl.Float64}
-_VECTOR_COLUMNS = ("vec_row", "window_offset", "window_count")
+from tunelens.embed.base import AudioTextEncoder, EncoderOptions, PipelineSpec
+from tunelens.index.core.atomic import atomic_write_json, tmp_path, write_tmp
+from tunelens.index.core.manifest import FORMAT_VERSION, Manifest
+from tunelens.index.core.scan import track_id_for
+from tunelens.index.core.schema import CATALOG_SCHEMA, VECTOR_COLUMNS, WINDOW_SCHEMA
+from tunelens.index.vectors.choice import IndexChoice, build
+from tunelens.index.vectors.vector_index import VectorIndex, gpu_count
 
 
 class LibraryError(RuntimeError):
@@ -70,12 +59,10 @@ class StagedBatch:
         os.replace(write_tmp(path, write), path)
 
     @classmethod
-    def load(cls, path: Path) -> "StagedBatch":
+    def load(cls, path: Path) -> StagedBatch:
         with np.load(path) as z:
-            return cls(
-                json.loads(str(z["rows"][0])), z["track_vecs"], z["window_vecs"], z["window_counts"],
-                z["window_starts"], z["window_ends"],
-            )
+            return cls(json.loads(str(z["rows"][0])), z["track_vecs"], z["window_vecs"], z["window_counts"],
+                       z["window_starts"], z["window_ends"])
 
 
 class Library:
@@ -87,10 +74,11 @@ class Library:
         self._catalog: pl.DataFrame | None = None
         self._index: VectorIndex | None = None
         self._window_index: VectorIndex | None = None
+        self._encoders: dict[str, AudioTextEncoder] = {}
 
     # -- opening -------------------------------------------------------------------------------------------
     @classmethod
-    def open(cls, root: str | Path, pipeline: PipelineSpec | None = None) -> "Library":
+    def open(cls, root: str | Path, pipeline: PipelineSpec | None = None) -> Library:
         root = Path(root)
         if not (root / "manifest.json").exists():
             raise LibraryError(f"{root} is not a tunelens library (no manifest.json); create one with `tunelens index`")
@@ -99,13 +87,20 @@ class Library:
             manifest = Manifest.load(root / "manifest.json")
         except (ValueError, KeyError, TypeError) as e:
             raise LibraryError(f"{root / 'manifest.json'} is unreadable: {e}") from None
+        if manifest.format_version < FORMAT_VERSION:
+            manifest = _upgrade(root, manifest)
         lib = cls(root, manifest)
         if pipeline is not None:
             lib.check_pipeline(pipeline)
         return lib
 
     @classmethod
-    def create_or_open(cls, root: str | Path, pipeline: PipelineSpec, precision: str = "fp32") -> "Library":
+    def coerce(cls, library: str | Path | Library) -> Library:
+        """`library` itself, or the library at that folder opened."""
+        return library if isinstance(library, Library) else cls.open(library)
+
+    @classmethod
+    def create_or_open(cls, root: str | Path, pipeline: PipelineSpec, precision: str = "fp32") -> Library:
         root = Path(root)
         if (root / "manifest.json").exists():
             return cls.open(root, pipeline)
@@ -143,6 +138,14 @@ class Library:
             else:
                 self._catalog = pl.DataFrame(schema=CATALOG_SCHEMA)
         return self._catalog
+
+    def encoder(self, device: str = "auto") -> AudioTextEncoder:
+        """The model that made this library's vectors (as its manifest names it), loaded once per device."""
+        if device not in self._encoders:
+            from tunelens.embed.registry import load_encoder
+
+            self._encoders[device] = load_encoder(self.manifest.pipeline.model, EncoderOptions(device=device))
+        return self._encoders[device]
 
     @property
     def dim(self) -> int:
@@ -186,11 +189,27 @@ class Library:
         req = self.manifest.index.get("request") or {}
         return IndexChoice(**{k: req[k] for k in ("kind", "max_memory", "target_recall") if k in req})
 
+    def failed(self) -> pl.DataFrame:
+        """Files that could not be indexed: rel_path, path, error."""
+        return self.catalog.filter(pl.col("status") == "error").select("rel_path", "path", "error").sort("rel_path")
+
+    def summary(self) -> dict:
+        """Counts, model, pipeline, index choice and failed files, as `tunelens info --json` prints them."""
+        ok = self.catalog.filter(pl.col("status") == "ok")
+        failed = self.failed()
+        return {
+            "library": str(self.root), "tracks": len(ok), "failed": len(failed),
+            "hours": round(float(ok["duration"].sum() or 0) / 3600, 3),
+            "windows": int(ok["window_count"].sum() or 0), "pipeline": self.manifest.pipeline.to_dict(),
+            "precision": self.manifest.precision, "index": self.manifest.index,
+            "errors": [{"path": r, "error": e} for r, e in failed.select("rel_path", "error").iter_rows()],
+        }
+
     def ok_tracks(self) -> pl.DataFrame:
         return self.catalog.filter(pl.col("status") == "ok").sort("vec_row")
 
     # -- writing -------------------------------------------------------------------------------------------
-    def lock(self) -> "_Lock":
+    def lock(self) -> _Lock:
         return _Lock(self.root / ".lock")
 
     @property
@@ -206,15 +225,26 @@ class Library:
         batch.save(path)
         return path
 
-    def commit(self, removed_paths: set[str], batch_files: list[Path], choice: IndexChoice | None = None) -> None:
-        """Merge staged batches into the library, drop `removed_paths`, rebuild the indexes (as `choice` asks, or
-        as the manifest asked before), and swap all files in at once."""
+    def commit(self, removed_paths: set[str], batch_files: list[Path], choice: IndexChoice | None = None,
+               moved: dict[str, tuple[str, str]] | None = None) -> None:
+        """Merge staged batches into the library, drop `removed_paths`, give moved files (old path → new path and
+        relative path) their new place with their vectors, rebuild the indexes (as `choice` asks, or as the
+        manifest asked before), and swap all files in at once."""
         choice = choice or self.index_choice()
         batches = [StagedBatch.load(p) for p in batch_files]
         old = self.catalog
         staged_rows = [r for b in batches for r in b.rows]
         replaced = removed_paths | {r["path"] for r in staged_rows}
         keep = old.filter(~pl.col("path").is_in(list(replaced)))
+        if moved:
+            keep = keep.with_columns(
+                pl.col("path")
+                .replace_strict({o: n[1] for o, n in moved.items()}, default=pl.col("rel_path"))
+                .alias("rel_path"),
+                pl.col("path")
+                .replace_strict({o: n[0] for o, n in moved.items()}, default=pl.col("path"))
+                .alias("path"),
+            )
         # later batches win when one path was staged twice (a file changed during a resumed run)
         latest: dict[str, tuple[int, int]] = {}
         for bi, b in enumerate(batches):
@@ -231,10 +261,10 @@ class Library:
                     ok_i += 1
                 if latest[r["path"]] == (bi, ri):
                     new_rows.append(r)
-        for r in keep.filter(pl.col("status") == "ok").select("path", *_VECTOR_COLUMNS).iter_rows():
+        for r in keep.filter(pl.col("status") == "ok").select("path", *VECTOR_COLUMNS).iter_rows():
             sources[r[0]] = ("old", 0, r[1], r[2], r[3])
-        staged_df = pl.DataFrame(new_rows, schema={k: v for k, v in CATALOG_SCHEMA.items() if k not in _VECTOR_COLUMNS})
-        merged = pl.concat([keep.drop(*_VECTOR_COLUMNS), staged_df], how="vertical").sort("path")
+        staged_df = pl.DataFrame(new_rows, schema={k: v for k, v in CATALOG_SCHEMA.items() if k not in VECTOR_COLUMNS})
+        merged = pl.concat([keep.drop(*VECTOR_COLUMNS), staged_df], how="vertical").sort("path")
 
         old_tracks, old_windows, old_wtab = self.track_vectors(), self.window_vectors(), self.windows_table()
         ok_paths = merged.filter(pl.col("status") == "ok")["path"].to_list()
@@ -249,14 +279,14 @@ class Library:
             kind, bi, row, woff, wcnt = sources[path]
             if kind == "old":
                 tracks[i] = old_tracks[row]
-                windows[total_w:total_w + wcnt] = old_windows[woff:woff + wcnt]
-                starts = old_wtab["start_s"][woff:woff + wcnt].to_numpy()
-                ends = old_wtab["end_s"][woff:woff + wcnt].to_numpy()
+                windows[total_w : total_w + wcnt] = old_windows[woff : woff + wcnt]
+                starts = old_wtab["start_s"][woff : woff + wcnt].to_numpy()
+                ends = old_wtab["end_s"][woff : woff + wcnt].to_numpy()
             else:
                 b = batches[bi]
                 tracks[i] = b.track_vecs[row]
-                windows[total_w:total_w + wcnt] = b.window_vecs[woff:woff + wcnt]
-                starts, ends = b.window_starts[woff:woff + wcnt], b.window_ends[woff:woff + wcnt]
+                windows[total_w : total_w + wcnt] = b.window_vecs[woff : woff + wcnt]
+                starts, ends = b.window_starts[woff : woff + wcnt], b.window_ends[woff : woff + wcnt]
             wtab_parts.append((id_of[path], starts, ends))
             vec_row[path], w_offset[path], w_count[path] = i, total_w, wcnt
             total_w += wcnt
@@ -291,9 +321,13 @@ class Library:
         }
         for name, writer in writes.items():
             write_tmp(self.root / name, writer)
-        atomic_write_json(self.root / "COMMIT.json", {
-            "renames": list(writes), "remove": [str(p.relative_to(self.root)) for p in batch_files],
-        })
+        atomic_write_json(
+            self.root / "COMMIT.json",
+            {
+                "renames": list(writes),
+                "remove": [str(p.relative_to(self.root)) for p in batch_files],
+            },
+        )
         _finish_commit(self.root)
         self._catalog, self._index, self._window_index = None, None, None
 
@@ -332,19 +366,93 @@ def _drop_stale_temps(root: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _upgrade(root: Path, manifest: Manifest) -> Manifest:
+    """Bring a library written by an earlier tunelens up to FORMAT_VERSION, in one journaled commit, without
+    embedding anything again.
+
+    Format 2: track ids hash the path relative to the music folder, not the absolute path, so that moving the
+    folder keeps them. Every file naming a track id (catalog, windows, captions, agreement, duplicates) is
+    rewritten with the new ids; two files with one relative path (two music folders) keep the older id for all
+    but the first."""
+    try:
+        lock = _Lock(root / ".lock")
+        lock.__enter__()
+    except PermissionError:
+        raise LibraryError(
+            f"{root} was written by an earlier tunelens and needs a one-time upgrade of its files, "
+            f"which needs write access to the folder"
+        ) from None
+    try:
+        manifest = Manifest.load(root / "manifest.json")  # another process may have upgraded it meanwhile
+        if manifest.format_version >= FORMAT_VERSION:
+            return manifest
+        writes: dict[str, object] = {}
+        catalog_path = root / "catalog.parquet"
+        mapping: dict[str, str] = {}
+        if catalog_path.exists():
+            catalog = pl.read_parquet(catalog_path).sort("path")
+            taken: set[str] = set()
+            for old, rel in catalog.select("track_id", "rel_path").iter_rows():
+                new = track_id_for(rel)
+                mapping[old] = old if new in taken else new
+                taken.add(mapping[old])
+            writes["catalog.parquet"] = _with_ids(catalog, mapping)
+        for name in ("windows.parquet", "agreement.parquet", "duplicates.parquet"):
+            if (root / name).exists():
+                writes[name] = _with_ids(pl.read_parquet(root / name), mapping)
+        caption_batches = sorted((root / "captions").glob("batch-*.parquet")) if (root / "captions").exists() else []
+        caption_files = ([root / "captions.parquet"] if (root / "captions.parquet").exists() else []) + caption_batches
+        if caption_files:
+            writes["captions.parquet"] = _with_ids(
+                pl.concat([pl.read_parquet(p) for p in caption_files], how="diagonal_relaxed"), mapping
+            )
+        manifest.format_version = FORMAT_VERSION  # `updated` is kept: saved duplicate clusters stay valid
+        writes["manifest.json"] = json.dumps(manifest.to_dict(), indent=1, sort_keys=True)
+
+        def writer(name: str, value: object):
+            if isinstance(value, str):
+                return lambda p: p.write_text(value)
+            if name == "duplicates.parquet":  # keep the stamp of the library state the clusters were found in
+                import pyarrow.parquet as pq
+
+                meta = pq.read_schema(root / name).metadata
+                return lambda p: pq.write_table(value.to_arrow().replace_schema_metadata(meta), p)
+            return lambda p: value.write_parquet(p)
+
+        for name, value in writes.items():
+            write_tmp(root / name, writer(name, value))
+        atomic_write_json(
+            root / "COMMIT.json",
+            {
+                "renames": list(writes),
+                "remove": [str(p.relative_to(root)) for p in caption_batches],
+            },
+        )
+        _finish_commit(root)
+        return manifest
+    finally:
+        lock.__exit__()
+
+
+def _with_ids(df: pl.DataFrame, mapping: dict[str, str]) -> pl.DataFrame:
+    return df.with_columns(pl.col("track_id").replace_strict(mapping, default=pl.col("track_id")))
+
+
 class _Lock:
     """An exclusive lock on a library so that two writers never interleave."""
 
     def __init__(self, path: Path):
         self.path = path
 
-    def __enter__(self) -> "_Lock":
+    def __enter__(self) -> _Lock:
         self._f = open(self.path, "w")
         try:
             fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._f.close()
-            raise LibraryError(f"another tunelens process is writing to {self.path.parent}; wait for it to finish") from None
+            raise LibraryError(
+                f"another tunelens process is writing to {self.path.parent}; wait for it to finish"
+            ) from None
         _finish_commit(self.path.parent)
         _drop_stale_temps(self.path.parent)
         return self

@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embed.base import PipelineSpec
+from tunelens.embed.base import PipelineSpec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: track ids hash the path relative to the music folder (index.core.library._upgrade)
 
 
 @dataclass
@@ -27,10 +27,8 @@ class Manifest:
         }
 
     @classmethod
-    def load(cls, path: Path) -> "Manifest":
+    def load(cls, path: Path) -> Manifest:
         d = json.loads(path.read_text())
-        return cls(
-            pipeline=PipelineSpec.from_dict(d["pipeline"]), precision=d.get("precision", "fp32"),
-            format_version=d.get("format_version", 1), created=d.get("created", 0.0),
-            updated=d.get("updated", 0.0), index=d.get("index", {}),
-        )
+        return cls(pipeline=PipelineSpec.from_dict(d["pipeline"]), precision=d.get("precision", "fp32"),
+                   format_version=d.get("format_version", 1), created=d.get("created", 0.0),
+                   updated=d.get("updated", 0.0), index=d.get("index", {}))

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from embed.base import AudioTextEncoder, PipelineSpec
-from embed.pipeline import embed_stream
-from index.library import Library, LibraryError
+from tunelens.embed.audio import AudioError
+from tunelens.embed.base import AudioTextEncoder, PipelineSpec
+from tunelens.embed.pipeline import embed_file
+from tunelens.index.core.library import Library, LibraryError
 
 MAX_QUERY_CHARS = 1000
 
@@ -32,11 +33,9 @@ class Hit:
 
 
 def _hit(track: dict, rank: int, score: float, wtab: pl.DataFrame, window_row: int) -> Hit:
-    return Hit(
-        rank=rank, score=score, track_id=track["track_id"], path=track["path"], rel_path=track["rel_path"],
-        title=track["title"], artist=track["artist"], duration=float(track["duration"]),
-        best_start_s=float(wtab["start_s"][window_row]), best_end_s=float(wtab["end_s"][window_row]),
-    )
+    return Hit(rank=rank, score=score, track_id=track["track_id"], path=track["path"], rel_path=track["rel_path"],
+               title=track["title"], artist=track["artist"], duration=float(track["duration"]),
+               best_start_s=float(wtab["start_s"][window_row]), best_end_s=float(wtab["end_s"][window_row]))
 
 
 def _query_vector(lib: Library, encoder: AudioTextEncoder, text: str) -> np.ndarray:
@@ -88,6 +87,15 @@ def search_text(lib: Library, encoder: AudioTextEncoder, text: str, k: int = 10,
     return search_vector(lib, _query_vector(lib, encoder, text), k, allowed=allowed)
 
 
+def search(library: Library | str | Path, text: str, k: int = 10, moments: bool = False,
+           encoder: AudioTextEncoder | None = None, device: str = "auto") -> list[Hit]:
+    """The k tracks (or, with `moments`, the k best 10 s windows, one per track) that best match `text`, as
+    `tunelens search` finds them; the library's own model embeds the text unless `encoder` is given."""
+    lib = Library.coerce(library)
+    encoder = encoder or lib.encoder(device)
+    return (search_moments if moments else search_text)(lib, encoder, text, k)
+
+
 def search_moments(lib: Library, encoder: AudioTextEncoder, text: str, k: int = 10) -> list[Hit]:
     """The k best-matching 10 s windows across the library, at most one per track, from the window index."""
     query = _query_vector(lib, encoder, text)
@@ -125,9 +133,12 @@ def find_track(lib: Library, ref: str) -> dict | None:
     return match.row(0, named=True) if len(match) else None
 
 
-def similar(lib: Library, ref: str, k: int = 10, encoder: AudioTextEncoder | None = None,
-            allowed: set[str] | None = None) -> list[Hit]:
-    """Tracks like a library track (by id or path), or like any audio file (embedded on the fly)."""
+def similar(library: Library | str | Path, ref: str, k: int = 10, encoder: AudioTextEncoder | None = None,
+            allowed: set[str] | None = None, device: str = "auto") -> list[Hit]:
+    """Tracks like a library track (by id or path), or like any audio file (embedded on the fly by `encoder`,
+    by default the library's own model)."""
+    lib = Library.coerce(library)
+    ref = str(ref)
     track = find_track(lib, ref)
     if track is not None:
         if track["status"] != "ok":
@@ -136,12 +147,12 @@ def similar(lib: Library, ref: str, k: int = 10, encoder: AudioTextEncoder | Non
         return search_vector(lib, vec, k, exclude={track["track_id"]}, allowed=allowed)
     if not Path(ref).is_file():
         raise LibraryError(f"{ref!r} is neither a track id or path in {lib.root} nor an audio file")
-    if encoder is None:
-        raise LibraryError(f"{ref} is not in the library; an encoder is needed to embed it")
+    encoder = encoder or lib.encoder(device)
     lib.check_pipeline(PipelineSpec.for_encoder(encoder))
-    (_, emb, _, err), = list(embed_stream([Path(ref)], encoder, workers=1))
-    if emb is None:
-        raise LibraryError(f"cannot read {ref}: {err}")
+    try:
+        emb = embed_file(ref, encoder)
+    except AudioError as e:
+        raise LibraryError(str(e)) from None
     return search_vector(lib, emb.track_vector, k, allowed=allowed)
 
 

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tunelens.index.vectors.faiss_module import import_faiss, to_gpu
+from tunelens.index.vectors.vector_index import VectorIndex
+
 KINDS = ("auto", "flat", "ivf", "ivfpq", "hnsw")
 MIN_TRAIN = 39 * 256  # faiss wants ≥ 39 training points per centroid, and PQ codebooks have 256
 
@@ -123,8 +126,6 @@ def _params_for(kind: str, nlist: int) -> list[dict]:
 
 def build(vectors: np.ndarray, choice: IndexChoice, gpu: bool = False) -> Built:
     """Build the index `choice` asks for over `vectors` ([n, dim], L2-normalised; may be memory-mapped)."""
-    from index.vector_index import VectorIndex, import_faiss
-
     faiss = import_faiss()
 
     t0 = time.perf_counter()
@@ -193,29 +194,18 @@ def _memory(index, kind: str, n: int, dim: int) -> int:
     return n * (index.pq.M + 8) + index.nlist * dim * 4
 
 
-def _on_gpu(index):
-    from index.vector_index import import_faiss
-
-    faiss = import_faiss()
-
-    res = faiss.StandardGpuResources()
-    opts = faiss.GpuClonerOptions()
-    opts.useFloat16LookupTables = True  # IVF-PQ with many sub-quantizers needs it; re-ranking restores precision
-    return res, faiss.index_cpu_to_gpu(res, 0, index, opts)
-
-
 def _fill(index, train: np.ndarray | None, vectors: np.ndarray, gpu: bool, chunk: int = 100_000):
     """Train (when `train` is given) and add every vector, on the GPU where one is asked for and the index type
     has a GPU version, else on the CPU. Returns the CPU index."""
-    from index.vector_index import import_faiss
-
     faiss = import_faiss()
 
     if gpu and not isinstance(index, faiss.IndexHNSWFlat):
         try:
-            _, target = _on_gpu(index)
+            _, target = to_gpu(index)
         except (RuntimeError, AttributeError) as e:  # a CPU-only faiss, or no GPU version of this index
-            warnings.warn(f"building the index on the CPU: the GPU clone failed ({str(e).splitlines()[0][:200]})")
+            warnings.warn(
+                f"building the index on the CPU: the GPU clone failed ({str(e).splitlines()[0][:200]})", stacklevel=2
+            )
             target = None
     else:
         target = None
@@ -223,7 +213,7 @@ def _fill(index, train: np.ndarray | None, vectors: np.ndarray, gpu: bool, chunk
     if train is not None:
         work.train(train)
     for s in range(0, len(vectors), chunk):
-        work.add(np.ascontiguousarray(vectors[s:s + chunk], np.float32))
+        work.add(np.ascontiguousarray(vectors[s : s + chunk], np.float32))
     return faiss.index_gpu_to_cpu(work) if target is not None else index
 
 
@@ -231,5 +221,5 @@ def info_summary(info: dict) -> str:
     if not isinstance(info, dict) or not info:  # libraries from before index choice kept one flat index
         return "flat"
     params = ", ".join(f"{k}={info[k]}" for k in ("nlist", "nprobe", "pq_bytes", "rerank", "efSearch") if k in info)
-    return f"{info.get('type', 'flat')}{f' ({params})' if params else ''}, recall@{info.get('recall_k', 10)} {info.get('recall', 1.0):.3f}"
-
+    recall = f"recall@{info.get('recall_k', 10)} {info.get('recall', 1.0):.3f}"
+    return f"{info.get('type', 'flat')}{f' ({params})' if params else ''}, {recall}"

@@ -14,16 +14,8 @@ from pathlib import Path
 
 import polars as pl
 
-from index.atomic import atomic_write
-
-CAPTION_SCHEMA = {
-    "track_id": pl.String, "content_hash": pl.String, "captioner": pl.String, "captioner_version": pl.String,
-    "caption": pl.String, "description": pl.String, "status": pl.String, "error": pl.String,
-    "captioned_at": pl.Float64,
-    "duration": pl.Float64, "tempo_bpm": pl.Float64, "tempo_confidence": pl.Float64, "key": pl.String,
-    "key_confidence": pl.Float64, "loudness_lufs": pl.Float64, "loudness_range_lu": pl.Float64,
-    "brightness_hz": pl.Float64, "onset_rate": pl.Float64, "energy_db": pl.List(pl.Float64),
-}
+from tunelens.index.core.atomic import atomic_write
+from tunelens.index.core.schema import CAPTION_SCHEMA
 
 
 class CaptionStore:
@@ -49,7 +41,9 @@ class CaptionStore:
 
     def write_batch(self, rows: list[dict]) -> Path:
         now = time.time()
-        df = pl.DataFrame([{**{k: None for k in CAPTION_SCHEMA}, "captioned_at": now, **r} for r in rows], schema=CAPTION_SCHEMA)
+        df = pl.DataFrame(
+            [{**{k: None for k in CAPTION_SCHEMA}, "captioned_at": now, **r} for r in rows], schema=CAPTION_SCHEMA
+        )
         self.batch_dir.mkdir(exist_ok=True)
         path = self.batch_dir / f"batch-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}.parquet"
         atomic_write(path, lambda p: df.write_parquet(p))

@@ -22,22 +22,26 @@ import shutil
 import tarfile
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
-from index.components import Components
-from index.library import Library
-from index.tracks import QUALITY_FLAGS, track_table
+from tunelens.index.core.library import Library
+from tunelens.index.core.schema import DESCRIPTOR_COLUMNS, FILE_TAG_COLUMNS
+from tunelens.index.core.tracks import track_table
+from tunelens.index.curation.agreement import agreement_scores
+from tunelens.index.curation.components import Components
+from tunelens.index.curation.dupes import duplicates
+from tunelens.index.curation.quality import QUALITY_FLAGS
 
 FORMATS = ("parquet", "webdataset", "jsonl")
 SPLIT_NAMES = ("train", "validation", "test")
 SHARD_BYTES = 512 * 1024 * 1024  # audio bytes per shard before a new one starts
 EXPORT_COLUMNS = [
-    "track_id", "file", "title", "artist", "album", "genre", "caption", "description", "tags", "tag_scores",
-    "duration", "tempo_bpm", "key", "loudness_lufs", "loudness_range_lu", "brightness_hz", "onset_rate",
+    "track_id", "file", *FILE_TAG_COLUMNS, "caption", "description", "tags", "tag_scores", *DESCRIPTOR_COLUMNS,
     "sample_rate", "channels", "agreement", "cluster", "quality_flags", "content_hash",
 ]
 
@@ -70,7 +74,7 @@ class ExportReport:
     seconds: float = 0.0
 
 
-ProgressFn = Callable[[int, int], None]
+PhaseProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 def parse_split(text: str) -> tuple[float, ...]:
@@ -123,21 +127,23 @@ def assign_splits(rows: pl.DataFrame, shares: tuple[float, ...], seed: int) -> p
 def export_rows(lib: Library, config: ExportConfig, dupes: pl.DataFrame | None, agreement: pl.DataFrame | None,
                 dropped: dict[str, int]) -> pl.DataFrame:
     """The tracks to export with their columns, after the caption, quality, duplicate and user filters."""
-    from index.tracks import tag_probs
+    from tunelens.index.core.tracks import tag_probs
 
     t = track_table(lib)
-    agreement = agreement if agreement is not None else pl.DataFrame(schema={"track_id": pl.String, "agreement": pl.Float64})
+    if agreement is None:
+        agreement = pl.DataFrame(schema={"track_id": pl.String, "agreement": pl.Float64})
     t = t.join(agreement, on="track_id", how="left")
-    clusters = (dupes.select("track_id", "cluster") if dupes is not None
-                else pl.DataFrame(schema={"track_id": pl.String, "cluster": pl.Int64}))
+    clusters = (
+        dupes.select("track_id", "cluster")
+        if dupes is not None
+        else pl.DataFrame(schema={"track_id": pl.String, "cluster": pl.Int64})
+    )
     t = t.join(clusters, on="track_id", how="left")
     tags = [[(k, v) for k, v in tag_probs(j).items() if v >= config.min_tag_prob] for j in t["tags"].to_list()]
-    t = t.with_columns(
-        pl.col("rel_path").alias("file"),
-        pl.Series("tags", [[k for k, _ in ts] for ts in tags], pl.List(pl.String)),
-        pl.Series("tag_scores", [[v for _, v in ts] for ts in tags], pl.List(pl.Float64)),
-        pl.col("artist").str.strip_chars().str.to_lowercase().replace("", None).alias("artist_key"),
-    )
+    t = t.with_columns(pl.col("rel_path").alias("file"),
+                       pl.Series("tags", [[k for k, _ in ts] for ts in tags], pl.List(pl.String)),
+                       pl.Series("tag_scores", [[v for _, v in ts] for ts in tags], pl.List(pl.Float64)),
+                       pl.col("artist").str.strip_chars().str.to_lowercase().replace("", None).alias("artist_key"))
 
     def drop(reason: str, keep: pl.Expr) -> None:
         nonlocal t
@@ -155,8 +161,10 @@ def export_rows(lib: Library, config: ExportConfig, dupes: pl.DataFrame | None, 
         try:
             drop("--filter", pl.sql_expr(config.filter))
         except Exception as e:  # polars raises several types for bad SQL or unknown columns
-            raise ExportError(f"--filter {config.filter!r} cannot be used: {str(e).splitlines()[0]}. Columns: "
-                              f"{', '.join(c for c in EXPORT_COLUMNS if c not in ('tags', 'tag_scores', 'quality_flags'))}") from None
+            raise ExportError(
+                f"--filter {config.filter!r} cannot be used: {str(e).splitlines()[0]}. Columns: "
+                f"{', '.join(c for c in EXPORT_COLUMNS if c not in ('tags', 'tag_scores', 'quality_flags'))}"
+            ) from None
     if not config.keep_duplicates and dupes is not None:
         order = dupes.select("track_id", pl.int_range(pl.len()).alias("_rank"))  # keeper first within each cluster
         t = t.join(order, on="track_id", how="left")
@@ -179,7 +187,9 @@ def _metadata(row: dict) -> dict:
 HF_METADATA = {b"huggingface": json.dumps({"info": {"features": {"audio": {"_type": "Audio"}}}}).encode()}
 
 
-def _write_parquet(rows: pl.DataFrame, split: str, tmp: Path, config: ExportConfig, progress: Callable[[], None]) -> list[str]:
+def _write_parquet(
+    rows: pl.DataFrame, split: str, tmp: Path, config: ExportConfig, progress: Callable[[], None]
+) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -197,7 +207,12 @@ def _write_parquet(rows: pl.DataFrame, split: str, tmp: Path, config: ExportConf
             return
         audio = []
         for p in paths[start:end]:
-            audio.append({"bytes": _audio_bytes(p) if config.audio == "bytes" else None, "path": Path(p).name if config.audio == "bytes" else p})
+            audio.append(
+                {
+                    "bytes": _audio_bytes(p) if config.audio == "bytes" else None,
+                    "path": Path(p).name if config.audio == "bytes" else p,
+                }
+            )
         table = pa.Table.from_arrays([pa.array(audio, audio_type)] + list(meta.slice(start, end - start).columns),
                                      names=["audio"] + meta.column_names)
         table = table.replace_schema_metadata(HF_METADATA)
@@ -259,24 +274,34 @@ def _write_jsonl(rows: pl.DataFrame, split: str, tmp: Path, progress: Callable[[
 def _card(lib: Library, report: ExportReport, config: ExportConfig) -> str:
     lines = ["---", "configs:", "- config_name: default", "  data_files:"]
     for split in report.splits:
-        pattern = {"parquet": f"data/{split}-*.parquet", "webdataset": f"{split}-*.tar", "jsonl": f"{split}.jsonl"}[config.format]
+        pattern = {"parquet": f"data/{split}-*.parquet", "webdataset": f"{split}-*.tar", "jsonl": f"{split}.jsonl"}[
+            config.format
+        ]
         lines += [f"  - split: {split}", f"    path: {pattern}"]
-    lines += ["---", "", f"# Dataset exported by tunelens from `{lib.root}`", "",
-              f"Embeddings and tags: {lib.manifest.pipeline.model} ({lib.manifest.pipeline.encoder_version}).",
-              "Tracks per split: " + ", ".join(f"{k} {v}" for k, v in report.splits.items()) + ".",
-              "Splits keep every duplicate cluster and every artist on one side.", ""]
+    lines += [
+        "---",
+        "",
+        f"# Dataset exported by tunelens from `{lib.root}`",
+        "",
+        f"Embeddings and tags: {lib.manifest.pipeline.model} ({lib.manifest.pipeline.encoder_version}).",
+        "Tracks per split: " + ", ".join(f"{k} {v}" for k, v in report.splits.items()) + ".",
+        "Splits keep every duplicate cluster and every artist on one side.",
+        "",
+    ]
     if report.dropped:
         lines.append("Left out: " + ", ".join(f"{v} ({k})" for k, v in report.dropped.items()) + ".")
     return "\n".join(lines) + "\n"
 
 
-def export_dataset(lib: Library, out_dir: str | Path, config: ExportConfig = ExportConfig(),
+def export_dataset(library: Library | str | Path, out_dir: str | Path, config: ExportConfig = ExportConfig(),
                    dupes: pl.DataFrame | None = None, agreement: pl.DataFrame | None = None,
-                   progress: ProgressFn | None = None) -> ExportReport:
-    """Write the dataset to `out_dir` (see the module docstring). `dupes` are the library's duplicate clusters
-    (index.dupes) and `agreement` its caption scores (index.agreement); without them no track is dropped
-    as a duplicate and the agreement column is empty."""
+                   progress: PhaseProgressFn | None = None) -> ExportReport:
+    """Write the dataset to `out_dir` (see the module docstring), as `tunelens export` does. `dupes` are the
+    library's duplicate clusters (`curation.dupes`) and `agreement` its caption scores (`curation.agreement`);
+    each is found (or read where saved) when not given. `progress(phase, done, total)` follows the phases:
+    "fingerprinting candidates", "scoring captions", "exporting"."""
     t0 = time.time()
+    lib = Library.coerce(library)
     if config.format not in FORMATS:
         raise ExportError(f"unknown format {config.format!r}; use one of {', '.join(FORMATS)}")
     if config.audio not in ("bytes", "path"):
@@ -284,11 +309,21 @@ def export_dataset(lib: Library, out_dir: str | Path, config: ExportConfig = Exp
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         if not (config.overwrite and (out_dir / "export.json").exists()):
-            raise ExportError(f"{out_dir} is not empty; pick a new folder, or pass --overwrite to replace an earlier export")
+            raise ExportError(
+                f"{out_dir} is not empty; pick a new folder, or pass --overwrite to replace an earlier export"
+            )
     report = ExportReport(out_dir)
+    if dupes is None:
+        dupes = duplicates(lib, progress=progress and partial(progress, "fingerprinting candidates")).clusters
+    if agreement is None:
+        agreement = agreement_scores(lib, progress=progress and partial(progress, "scoring captions"))
     rows = export_rows(lib, config, dupes, agreement, report.dropped)
     if not len(rows):
-        hint = " (the library has no captions yet: run `tunelens caption`, or pass --uncaptioned)" if report.dropped.get("no caption") else ""
+        hint = (
+            " (the library has no captions yet: run `tunelens caption`, or pass --uncaptioned)"
+            if report.dropped.get("no caption")
+            else ""
+        )
         raise ExportError(f"no track passes the filters{hint}; left out: {report.dropped or 'nothing'}")
     rows = assign_splits(rows, config.split, config.seed)
     report.groups = rows["_group"].n_unique()
@@ -301,7 +336,7 @@ def export_dataset(lib: Library, out_dir: str | Path, config: ExportConfig = Exp
         nonlocal done
         done += 1
         if progress:
-            progress(done, len(rows))
+            progress("exporting", done, len(rows))
 
     for split in SPLIT_NAMES[: len(config.split)]:
         part = rows.filter(pl.col("split") == split)
@@ -316,13 +351,23 @@ def export_dataset(lib: Library, out_dir: str | Path, config: ExportConfig = Exp
             report.files += _write_jsonl(part, split, tmp, tick)
     (tmp / "README.md").write_text(_card(lib, report, config))
     report.seconds = round(time.time() - t0, 2)
-    (tmp / "export.json").write_text(json.dumps({
-        "library": str(lib.root.absolute()), "pipeline": lib.manifest.pipeline.to_dict(), "config": asdict(config),
-        "splits": report.splits, "dropped": report.dropped, "groups": report.groups, "files": report.files,
-        "exported_at": time.time(),
-    }, indent=1, default=str))
+    (tmp / "export.json").write_text(
+        json.dumps(
+            {
+                "library": str(lib.root.absolute()),
+                "pipeline": lib.manifest.pipeline.to_dict(),
+                "config": asdict(config),
+                "splits": report.splits,
+                "dropped": report.dropped,
+                "groups": report.groups,
+                "files": report.files,
+                "exported_at": time.time(),
+            },
+            indent=1,
+            default=str,
+        )
+    )
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     return report
-

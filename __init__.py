@@ -1,0 +1,72 @@
+"""tunelens: text-to-music search, captioning and curation over your own music folders, offline first.
+
+The public API, one call per `tunelens` CLI verb, with the CLI's defaults and behaviour:
+
+    import tunelens
+
+    report = tunelens.index_folder("LIB", "MUSIC")           # tunelens index MUSIC --library LIB
+    hits = tunelens.search("LIB", "slow solo piano", k=5)    # tunelens search "slow solo piano" --library LIB
+    hits = tunelens.similar("LIB", hits[0].track_id)         # tunelens similar TRACK --library LIB
+    tunelens.caption_library("LIB")                          # tunelens caption --library LIB
+    answer = tunelens.ask(hits[0].track_id, "what key is it in?", library="LIB")
+    clusters = tunelens.duplicates("LIB").clusters           # tunelens dupes --library LIB
+    tunelens.export_dataset("LIB", "OUT")                    # tunelens export --library LIB --to OUT
+
+Everything else is reachable under `tunelens.embed`, `tunelens.index`, `tunelens.caption` and `tunelens.app`.
+Names load on first use, so `import tunelens` stays cheap (no torch until a model is needed).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+# public name → the module that defines it (each written once, there)
+_API = {
+    "Library": "tunelens.index.core.library",  # Library.open(path), Library.create_or_open(path, pipeline)
+    "LibraryError": "tunelens.index.core.library",
+    "index_folder": "tunelens.index.core.indexer",
+    "IndexConfig": "tunelens.index.core.indexer",
+    "search": "tunelens.index.search.nearest",
+    "similar": "tunelens.index.search.nearest",
+    "Hit": "tunelens.index.search.nearest",
+    "caption_library": "tunelens.caption.batch",
+    "CaptionConfig": "tunelens.caption.batch",
+    "ask": "tunelens.caption.qa",
+    "duplicates": "tunelens.index.curation.dupes",
+    "export_dataset": "tunelens.index.curation.export",
+    "ExportConfig": "tunelens.index.curation.export",
+    "load_encoder": "tunelens.embed.registry",
+    "load_captioner": "tunelens.caption.base",
+    "embed_file": "tunelens.embed.pipeline",
+}
+__all__ = sorted(_API)
+
+if TYPE_CHECKING:
+    from tunelens.caption.base import load_captioner as load_captioner
+    from tunelens.caption.batch import CaptionConfig as CaptionConfig
+    from tunelens.caption.batch import caption_library as caption_library
+    from tunelens.caption.qa import ask as ask
+    from tunelens.embed.pipeline import embed_file as embed_file
+    from tunelens.embed.registry import load_encoder as load_encoder
+    from tunelens.index.core.indexer import IndexConfig as IndexConfig
+    from tunelens.index.core.indexer import index_folder as index_folder
+    from tunelens.index.core.library import Library as Library
+    from tunelens.index.core.library import LibraryError as LibraryError
+    from tunelens.index.curation.dupes import duplicates as duplicates
+    from tunelens.index.curation.export import ExportConfig as ExportConfig
+    from tunelens.index.curation.export import export_dataset as export_dataset
+    from tunelens.index.search.nearest import Hit as Hit
+    from tunelens.index.search.nearest import search as search
+    from tunelens.index.search.nearest import similar as similar
+
+
+def __getattr__(name: str) -> object:
+    if name not in _API:
+        raise AttributeError(f"module 'tunelens' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))
