@@ -79,20 +79,14 @@ def index(
     batch_windows: int = typer.Option(16, help="Windows per model call."),
     retry_errors: bool = typer.Option(False, help="Try files that failed before again, even if unchanged."),
     batch_files: int = typer.Option(32, help="Files per saved batch: at most this much work is lost if killed."),
-    processes: int | None = typer.Option(
-        None,
-        help="Worker processes, each decoding and embedding whole files (CPU). Default: one per core "
-        "when the model runs on the CPU, none on a GPU. 0 runs everything in this process.",
-    ),
+    processes: int | None = typer.Option(None, help="Worker processes, each decoding and embedding whole files (CPU). "
+                                         "Default: one per core when the model runs on the CPU, none on a GPU. 0 runs "
+                                         "everything in this process."),
     engine: str = typer.Option("local", help="local, or ray to run on a Ray cluster (pip install 'tunelens[ray]')."),
-    address: str | None = typer.Option(
-        None, help="Ray cluster address (auto = the cluster this machine is in); without it a local Ray is started."
-    ),
-    index_type: str | None = typer.Option(
-        None,
-        "--index",
-        help="FAISS index: auto, flat, ivf, ivfpq or hnsw. Default: what the library used before (auto).",
-    ),
+    address: str | None = typer.Option(None, help="Ray cluster address (auto = the cluster this machine is in); "
+                                       "without it a local Ray is started."),
+    index_type: str | None = typer.Option(None, "--index", help="FAISS index: auto, flat, ivf, ivfpq or hnsw. "
+                                          "Default: what the library used before (auto)."),
     max_memory: str | None = typer.Option(None, help="Memory the index may take, e.g. 4GB (auto picks under it)."),
 ) -> None:
     """Index MUSIC_DIR into a library; re-running adds new files, drops deleted ones, skips unchanged ones."""
@@ -110,34 +104,21 @@ def index(
 
             def progress(done: int, total: int, audio_s: float) -> None:
                 el = max(time.time() - started, 1e-6)
-                bar.update(
-                    task, completed=done, total=total, rate=f"{done / el:.1f} files/s  {audio_s / el:.0f}x realtime"
-                )
+                rate = f"{done / el:.1f} files/s  {audio_s / el:.0f}x realtime"
+                bar.update(task, completed=done, total=total, rate=rate)
 
             report = tunelens.index_folder(library, music_dir, model, config, progress=progress)
-    _table(
-        f"tunelens index → {library}",
-        [
-            ("files found", report.found),
-            ("indexed", report.indexed),
-            ("resumed from an earlier run", report.resumed),
-            ("unchanged (skipped)", report.skipped),
-            ("moved (relinked)", report.moved),
-            ("removed (deleted files)", report.removed),
-            ("failed", len(report.failed)),
-            ("tracks in library", report.library_tracks),
-            (
-                "speed",
-                f"{report.indexed / max(report.seconds, 1e-9):.1f} files/s, "
-                f"{report.audio_seconds / max(report.seconds, 1e-9):.1f}x realtime",
-            ),
-        ],
-    )
+    seconds = max(report.seconds, 1e-9)
+    _table(f"tunelens index → {library}", [
+        ("files found", report.found), ("indexed", report.indexed), ("resumed from an earlier run", report.resumed),
+        ("unchanged (skipped)", report.skipped), ("moved (relinked)", report.moved),
+        ("removed (deleted files)", report.removed), ("failed", len(report.failed)),
+        ("tracks in library", report.library_tracks),
+        ("speed", f"{report.indexed / seconds:.1f} files/s, {report.audio_seconds / seconds:.1f}x realtime"),
+    ])
     if report.library_tracks:
-        idx = tunelens.Library.open(library).manifest.index
-        console.print(
-            f"track index: {info_summary(idx.get('tracks', {}))}; window index: {info_summary(idx.get('windows', {}))}"
-        )
+        console.print(f"track index: {info_summary(report.index.get('tracks', {}))}; "
+                      f"window index: {info_summary(report.index.get('windows', {}))}")
     for rel, reason in report.failed[:50]:
         console.print(Text(f"  failed {rel}: {reason}"), soft_wrap=True)
     if len(report.failed) > 50:
@@ -171,11 +152,8 @@ def search(
     k: int = typer.Option(10, "-k", help="Number of results."),
     as_json: bool = JsonOpt,
     device: str = DeviceOpt,
-    moments: bool = typer.Option(
-        False,
-        "--moments",
-        help="Search every 10 s window of the library, not whole tracks: the best moments, at most one per track.",
-    ),
+    moments: bool = typer.Option(False, "--moments", help="Search every 10 s window of the library, not whole tracks: "
+                                 "the best moments, at most one per track."),
 ) -> None:
     """Find tracks (or moments in tracks) that match a text description."""
     with _friendly_errors():
@@ -204,24 +182,14 @@ def info(library: Path = LibraryOpt, as_json: bool = JsonOpt) -> None:
         print(json.dumps(summary, indent=1))
         return
     p, idx = summary["pipeline"], summary["index"]
-    _table(
-        f"tunelens library {library}",
-        [
-            ("tracks", summary["tracks"]),
-            ("hours of audio", summary["hours"]),
-            ("windows", summary["windows"]),
-            ("failed files", summary["failed"]),
-            ("model", p["model"]),
-            ("encoder version", p["encoder_version"]),
-            (
-                "pipeline",
-                f"v{p['pipeline_version']}: {p['sample_rate']} Hz, {p['window_seconds']:g} s windows, "
-                f"{p['short_padding']}-padded, {p['pooling']}, dim {p['dim']}",
-            ),
-            ("track index", info_summary(idx.get("tracks") or {})),
-            ("window index", info_summary(idx.get("windows") or {})),
-        ],
-    )
+    _table(f"tunelens library {library}", [
+        ("tracks", summary["tracks"]), ("hours of audio", summary["hours"]), ("windows", summary["windows"]),
+        ("failed files", summary["failed"]), ("model", p["model"]), ("encoder version", p["encoder_version"]),
+        ("pipeline", f"v{p['pipeline_version']}: {p['sample_rate']} Hz, {p['window_seconds']:g} s windows, "
+                     f"{p['short_padding']}-padded, {p['pooling']}, dim {p['dim']}"),
+        ("track index", info_summary(idx.get("tracks") or {})),
+        ("window index", info_summary(idx.get("windows") or {})),
+    ])
     for e in summary["errors"]:
         console.print(Text(f"  failed {e['path']}: {e['error']}"), soft_wrap=True)
 
@@ -242,15 +210,8 @@ def tags(file: Path = typer.Argument(..., help="An audio file."),
     names, sources = encoder.tag_names, tag_sources()
     order = [int(i) for i in emb.tag_probs.argsort()[::-1][:top]]
     if as_json:
-        print(
-            json.dumps(
-                [
-                    {"tag": names[i], "probability": round(float(emb.tag_probs[i]), 4), "source": sources[i]}
-                    for i in order
-                ],
-                indent=1,
-            )
-        )
+        print(json.dumps([{"tag": names[i], "probability": round(float(emb.tag_probs[i]), 4), "source": sources[i]}
+                          for i in order], indent=1))
         return
     table = Table(title=f"{file.name}  ({emb.duration:.1f} s)")
     for col in ("tag", "probability", "", "tagger"):
@@ -274,47 +235,27 @@ def dupes(
     """Find the same recording stored more than once (exact, re-encoded, gain-changed, trimmed, resampled,
     down-mixed), in clusters with a suggested keeper: lossless over lossy, higher bitrate, longer. Clusters are
     saved and reused until the library changes (or other thresholds are given)."""
-    import polars as pl
+    from tunelens.index.curation.dupes import DupesConfig, cluster_records
 
-    from tunelens.index.curation.dupes import DupesConfig
-
-    config = DupesConfig(
-        min_cosine=min_cosine, max_duration_gap=max_duration_gap, min_harmony=min_harmony, min_spectral=min_spectral
-    )
+    config = DupesConfig(min_cosine=min_cosine, max_duration_gap=max_duration_gap, min_harmony=min_harmony,
+                         min_spectral=min_spectral)
     with _friendly_errors(), _bars() as progress:
         result = tunelens.duplicates(library, None if config == DupesConfig() and not refresh else config,
                                      progress=lambda d, t: progress("fingerprinting candidates", d, t))
-    clusters = result.clusters
-    groups = clusters.group_by("cluster", maintain_order=True).agg(pl.all())
+    groups = cluster_records(result.clusters)
     if as_json:
-        fields = ["track_id", "rel_path", "keeper", "matched_by", "match", "lossless", "bitrate_kbps", "duration"]
-        print(
-            json.dumps(
-                [
-                    {
-                        "cluster": row["cluster"],
-                        "tracks": [dict(zip(fields, t)) for t in zip(*(row[f] for f in fields))],
-                    }
-                    for row in groups.iter_rows(named=True)
-                ],
-                indent=1,
-            )
-        )
+        print(json.dumps(groups, indent=1))
         return
-    spare = int((~clusters["keeper"]).sum()) if len(clusters) else 0
-    checked = (
-        "saved; run with --refresh to search again"
-        if result.candidates is None
-        else f"{result.candidates} candidate pairs checked"
-    )
-    console.print(Text(f"{groups.height} duplicate clusters, {spare} spare copies ({checked})."), soft_wrap=True)
-    for row in groups.iter_rows(named=True):
-        console.print(f"cluster {row['cluster']}:", markup=False)
-        for rel, keeper, how, m, kbps in zip(
-            row["rel_path"], row["keeper"], row["matched_by"], row["match"], row["bitrate_kbps"]
-        ):
-            mark = "keep" if keeper else "    "
-            console.print(Text(f"  {mark} {rel}  ({how}, match {m:.3f}, {kbps:.0f} kbps)"), soft_wrap=True)
+    spare = sum(not t["keeper"] for g in groups for t in g["tracks"])
+    checked = ("saved; run with --refresh to search again" if result.candidates is None
+               else f"{result.candidates} candidate pairs checked")
+    console.print(Text(f"{len(groups)} duplicate clusters, {spare} spare copies ({checked})."), soft_wrap=True)
+    for g in groups:
+        console.print(f"cluster {g['cluster']}:", markup=False)
+        for t in g["tracks"]:
+            mark = "keep" if t["keeper"] else "    "
+            console.print(Text(f"  {mark} {t['rel_path']}  ({t['matched_by']}, match {t['match']:.3f}, "
+                               f"{t['bitrate_kbps']:.0f} kbps)"), soft_wrap=True)
     for rel, why in result.unreadable:
         err.print(Text(f"could not fingerprint {rel}: {why}"), soft_wrap=True)
 
@@ -335,10 +276,8 @@ def quality(library: Path = LibraryOpt,
     counts = ", ".join(f"{f} {n}" for f, n in report["counts"].items())
     console.print(f"{len(report['flagged'])} of {report['tracks']} tracks flagged ({counts}).", soft_wrap=True)
     if report["unmeasured"]:
-        console.print(
-            f"{report['unmeasured']} tracks were indexed before quality was measured; run `tunelens index` "
-            f"again to measure them."
-        )
+        console.print(f"{report['unmeasured']} tracks were indexed before quality was measured; run "
+                      f"`tunelens index` again to measure them.")
     for r in report["flagged"]:
         console.print(Text(f"  {r['file']}: {', '.join(r['flags'])}"), soft_wrap=True)
 
@@ -381,27 +320,18 @@ def agreement(
 @app.command()
 def export(
     library: Path = LibraryOpt,
-    to: Path = typer.Option(
-        ..., "--to", help="Folder to write the dataset to (new, or an earlier export with --overwrite)."
-    ),
-    format: str = typer.Option(
-        "parquet", "--format", help="parquet (Hugging Face datasets layout), webdataset or jsonl."
-    ),
-    filter: str | None = typer.Option(
-        None,
-        "--filter",
-        help="SQL condition over the export columns, e.g. "
-        '"agreement > 0.2 AND duration BETWEEN 30 AND 600 AND tempo_bpm > 100".',
-    ),
+    to: Path = typer.Option(..., "--to", help="Folder to write the dataset to (new, or an earlier export with "
+                            "--overwrite)."),
+    format: str = typer.Option("parquet", "--format", help="parquet (Hugging Face datasets layout), webdataset or "
+                               "jsonl."),
+    filter: str | None = typer.Option(None, "--filter", help="SQL condition over the export columns, e.g. "
+                                      '"agreement > 0.2 AND duration BETWEEN 30 AND 600 AND tempo_bpm > 100".'),
     split: str = typer.Option("0.8,0.1,0.1", "--split", help="Shares of train,validation,test (1 to 3 parts)."),
     audio: str = typer.Option("bytes", "--audio", help="parquet only: embed the audio file's bytes, or its path."),
     uncaptioned: bool = typer.Option(False, "--uncaptioned", help="Also export tracks without a caption."),
     keep_flagged: bool = typer.Option(False, "--keep-flagged", help="Also export tracks with quality flags."),
-    keep_duplicates: bool = typer.Option(
-        False,
-        "--keep-duplicates",
-        help="Export every copy, not one keeper per cluster (a cluster still stays in one split).",
-    ),
+    keep_duplicates: bool = typer.Option(False, "--keep-duplicates", help="Export every copy, not one keeper per "
+                                         "cluster (a cluster still stays in one split)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split draw."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export in --to."),
 ) -> None:
@@ -414,23 +344,16 @@ def export(
                                        require_caption=not uncaptioned, keep_flagged=keep_flagged,
                                        keep_duplicates=keep_duplicates, seed=seed, overwrite=overwrite)
         report = tunelens.export_dataset(library, to, config, progress=progress)
-    console.print(
-        f"Exported {sum(report.splits.values())} tracks to {to} as {format} "
-        f"({', '.join(f'{k} {v}' for k, v in report.splits.items())}; {report.groups} groups) "
-        f"in {report.seconds:.1f} s.",
-        soft_wrap=True,
-        markup=False,
-    )
+    splits = ", ".join(f"{k} {v}" for k, v in report.splits.items())
+    console.print(f"Exported {sum(report.splits.values())} tracks to {to} as {format} ({splits}; {report.groups} "
+                  f"groups) in {report.seconds:.1f} s.", soft_wrap=True, markup=False)
     if report.dropped:
-        console.print(
-            "Left out: " + ", ".join(f"{v} {k}" for k, v in report.dropped.items()) + ".", soft_wrap=True, markup=False
-        )
+        dropped = ", ".join(f"{v} {k}" for k, v in report.dropped.items())
+        console.print(f"Left out: {dropped}.", soft_wrap=True, markup=False)
 
 
-CAPTIONER_HELP = (
-    "Captioner: describe (the default, offline, from measurements and tags) or qwen2-audio:FOLDER|HUB_ID "
-    "(an audio language model; a GPU is advised)."
-)
+CAPTIONER_HELP = ("Captioner: describe (the default, offline, from measurements and tags) or qwen2-audio:FOLDER|HUB_ID "
+                  "(an audio language model; a GPU is advised).")
 
 
 def _audio_lm_options(device: str):
@@ -447,26 +370,20 @@ def caption(
     workers: int = typer.Option(2, "--workers", help="Analysis processes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo every caption of this captioner."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Try tracks that failed before again."),
-    batch_tracks: int = typer.Option(
-        16, "--batch-tracks", help="Tracks per saved batch: at most this much work is lost if killed."
-    ),
+    batch_tracks: int = typer.Option(16, "--batch-tracks", help="Tracks per saved batch: at most this much work is "
+                                     "lost if killed."),
 ) -> None:
     """Caption every track of LIBRARY: measured tempo, key, loudness, energy and predicted tags, in words.
 
     Resumable: a killed run keeps every finished batch; re-running captions only what is missing or changed."""
-    config = tunelens.CaptionConfig(
-        workers=workers, overwrite=overwrite, retry_errors=retry_errors, batch_tracks=batch_tracks
-    )
+    config = tunelens.CaptionConfig(workers=workers, overwrite=overwrite, retry_errors=retry_errors,
+                                    batch_tracks=batch_tracks)
     with _friendly_errors(), _bars() as progress:
         captioner = tunelens.load_captioner(model, _audio_lm_options(device))
-        report = tunelens.caption_library(
-            library, captioner, config, progress=lambda d, t, _s: progress("captioning", d, t)
-        )
-    console.print(
-        f"{report.tracks} tracks: {report.captioned} captioned now, {report.done_before} done before, "
-        f"{report.failed} failed.",
-        soft_wrap=True,
-    )
+        report = tunelens.caption_library(library, captioner, config,
+                                          progress=lambda d, t, _s: progress("captioning", d, t))
+    console.print(f"{report.tracks} tracks: {report.captioned} captioned now, {report.done_before} done before, "
+                  f"{report.failed} failed.", soft_wrap=True)
     for error in report.errors[:20]:
         console.print(f"  failed: {error}", soft_wrap=True, markup=False)
 
@@ -476,13 +393,8 @@ def ask(
     track: str = typer.Argument(..., help="A track id, a path in the library, or any audio file."),
     question: str = typer.Argument(..., help='e.g. "what key is it in?" or "is there singing?"'),
     library: Path | None = typer.Option(None, "--library", "-l", help="Library holding the track."),
-    model: str | None = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Answer with an audio LM (qwen2-audio:FOLDER|HUB_ID) "
-        "given the audio and the measurements; default: the offline rules.",
-    ),
+    model: str | None = typer.Option(None, "--model", "-m", help="Answer with an audio LM (qwen2-audio:FOLDER|HUB_ID) "
+                                     "given the audio and the measurements; default: the offline rules."),
     device: str = typer.Option("auto", "--device", help="For an audio LM: auto, cpu, cuda or cuda:N."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -490,19 +402,7 @@ def ask(
     with _friendly_errors():
         a = tunelens.ask(track, question, library, model, _audio_lm_options(device))
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "answer": a.text,
-                    "kind": a.kind,
-                    "value": a.value,
-                    "confidence": a.confidence,
-                    "evidence": a.evidence,
-                },
-                indent=1,
-                default=str,
-            )
-        )
+        print(json.dumps(a.to_dict(), indent=1, default=str))
         return
     console.print(a.text, soft_wrap=True, markup=False)
     if a.evidence:

@@ -46,6 +46,11 @@ class Answer:
     confidence: float | None = 0.0  # None: the backend gives no calibrated confidence (audio LMs)
     evidence: list[str] = field(default_factory=list)
 
+    def to_dict(self) -> dict:
+        """As `tunelens ask --json` prints it."""
+        return {"answer": self.text, "kind": self.kind, "value": self.value, "confidence": self.confidence,
+                "evidence": self.evidence}
+
     @property
     def known(self) -> bool:
         return self.kind != "unknown" and self.value is not None

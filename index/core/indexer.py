@@ -84,6 +84,7 @@ class IndexReport:
     audio_seconds: float = 0.0
     seconds: float = 0.0
     library_tracks: int = 0
+    index: dict = field(default_factory=dict)  # the FAISS indexes the library now has (manifest "index")
 
 
 ProgressFn = Callable[[int, int, float], None]  # (files done, files to do, audio seconds done)
@@ -282,5 +283,6 @@ def index_folder(library: str | Path, music_dir: str | Path, encoder: AudioTextE
         if batches or removed or moved or rechoose:
             lib.commit(removed, batches, choice, moved)
         report.library_tracks = int((lib.catalog["status"] == "ok").sum())
+        report.index = lib.manifest.index
     report.seconds = time.time() - t0
     return report

@@ -87,6 +87,9 @@ class Library:
             manifest = Manifest.load(root / "manifest.json")
         except (ValueError, KeyError, TypeError) as e:
             raise LibraryError(f"{root / 'manifest.json'} is unreadable: {e}") from None
+        if manifest.format_version > FORMAT_VERSION:
+            raise LibraryError(f"{root} was written by a newer tunelens (library format {manifest.format_version}, "
+                               f"this one reads up to {FORMAT_VERSION}); upgrade tunelens to use it")
         if manifest.format_version < FORMAT_VERSION:
             manifest = _upgrade(root, manifest)
         lib = cls(root, manifest)

@@ -213,3 +213,12 @@ def duplicates(
     result = find_duplicates(lib, config or DupesConfig(), progress)
     save_duplicates(lib, result)
     return result
+
+
+def cluster_records(clusters: pl.DataFrame) -> list[dict]:
+    """Clusters (DUPES_SCHEMA rows) as `[{"cluster": n, "tracks": [{track_id, rel_path, keeper, ...}]}]`, keeper
+    first, as `tunelens dupes --json` prints them."""
+    fields = [c for c in DUPES_SCHEMA if c != "cluster"]
+    groups = clusters.group_by("cluster", maintain_order=True).agg(pl.all())
+    return [{"cluster": row["cluster"], "tracks": [dict(zip(fields, t)) for t in zip(*(row[f] for f in fields))]}
+            for row in groups.iter_rows(named=True)]
