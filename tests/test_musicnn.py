@@ -65,7 +65,25 @@ def test_text_side_lands_on_the_right_tags(musicnn):
     assert "guitar" in top0 and top0 & {"acoustic", "Mellow", "soft"}
     assert top1 & {"choir", "choral"}
     v = musicnn.embed_text(["slow piano"])
-    assert v.shape == (1, 100) and np.isclose(np.linalg.norm(v), 1.0)
+    assert v.shape == (1, musicnn.dim) and np.isclose(np.linalg.norm(v), 1.0)
+
+
+def test_the_instrument_recogniser_joins_the_tag_space(musicnn):
+    from tunelens.embed.musicnn_encoder import INSTRUMENT_PREFIX, WEIGHTS, instrument_classes
+
+    names, classes = musicnn.tag_names, instrument_classes()
+    assert len(classes) >= 30 and musicnn.dim == len(names) == 100 + len(classes)
+    assert len(set(names[100:])) == len(classes) and not set(names[100:]) & set(names[:100])  # no name taken twice
+    x = (0.1 * np.random.default_rng(3).standard_normal((3, 48000))).astype(np.float32)
+    features, logits = musicnn.features(x), musicnn.tag_logits(x)
+    assert features.shape == (3, 500) and np.array_equal(logits[:, :100], features[:, :100])  # musicnn tags as before
+    assert np.allclose(logits[:, 100:], musicnn.head.logits(features))
+    w = musicnn.text_tag_weights(["clarinet", "church organ", "trombone", "distorted electric guitar"])
+    top = [names[int(i)] for i in w.argmax(axis=1)]
+    assert top == [INSTRUMENT_PREFIX + c for c in ("clarinet", "church organ", "trombone", "distorted guitar")]
+    provenance = json.loads((WEIGHTS / "instruments.json").read_text())
+    licences = provenance["soundfont_licences"]
+    assert provenance["trained_on"] and all(licences[s] in ("MIT", "public-domain") for s in provenance["trained_on"])
 
 
 def test_a_window_gets_the_same_vector_whatever_its_neighbours(musicnn):

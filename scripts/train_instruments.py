@@ -1,0 +1,291 @@
+"""Train the instrument recogniser: a multi-label linear head on the frozen musicnn features (each tagger's 50 logits
+and 200-d penultimate layer per 3 s window), from development-corpus renders (`scripts/make_dev_corpus.py`).
+
+    python scripts/train_instruments.py CORPUS [CORPUS ...] --train musescore,csound [--out embed/weights]
+
+Every corpus folder's clips are read with their ground truth; features are cached beside them. Evaluation is
+always on soundfonts left out of training: each training soundfont in turn is left out (the head is trained on
+the others), and the final head, trained on every `--train` soundfont, is scored on the soundfonts never
+trained on. It prints clip-level average precision per instrument (solos and mixtures apart) against the
+musicnn tags where a tag exists. Training is deterministic: the same features give the same weights.
+
+Only soundfonts whose licence is permissive may train weights that ship in the default path (the corpus marks
+them); `--train` refuses the others unless `--allow-copyleft` is given (for experiments, never for release).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+# musicnn tags that name a class directly: the baseline the recogniser must not fall below
+TAG_BASELINE = {"piano": "piano", "harpsichord": "harpsichord", "acoustic guitar": "guitar", "violin": "violin",
+                "cello": "cello", "harp": "harp", "flute": "flute", "choir": "choir", "drum kit": "drums",
+                "string ensemble": "strings", "synth lead": "synth", "synth pad": "synth"}
+
+
+def load_corpus(folders: list[Path]) -> pl.DataFrame:
+    frames = []
+    for folder in folders:
+        gt = pl.read_parquet(folder / "ground_truth.parquet")
+        frames.append(gt.with_columns(pl.lit(str(folder)).alias("root")))
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+_worker_encoder = None
+
+
+def _init_worker() -> None:
+    global _worker_encoder
+    import torch
+
+    from tunelens.embed import EncoderOptions
+    from tunelens.embed.musicnn_encoder import MusicnnEncoder
+
+    torch.set_num_threads(1)
+    _worker_encoder = MusicnnEncoder("", EncoderOptions(device="cpu"), with_head=False)
+
+
+def _features_of(path: str) -> np.ndarray:
+    from tunelens.embed.audio import decoded, read_audio
+    from tunelens.embed.windows import make_windows
+
+    enc = _worker_encoder
+    data, sr = read_audio(path)
+    windows, _ = make_windows(decoded(data, sr, enc.sample_rate).samples,
+                              int(round(enc.window_seconds * enc.sample_rate)))
+    return enc.features(windows).astype(np.float32)
+
+
+def clip_features(corpus: pl.DataFrame, features_version: str, processes: int) -> list[np.ndarray]:
+    """[windows, 500] features of every clip, computed in one-thread worker processes and cached per corpus
+    folder (`<features version>.npz`), so a second run only trains."""
+    import multiprocessing as mp
+
+    caches: dict[str, dict] = {}
+    for root in corpus["root"].unique().to_list():
+        path = Path(root) / f"{features_version}.npz"
+        caches[root] = dict(np.load(path)) if path.exists() else {}
+    todo = [(r, f) for r, f in corpus.select("root", "file").iter_rows() if f not in caches[r]]
+    if todo:
+        t0 = time.time()
+        with mp.get_context("spawn").Pool(processes, initializer=_init_worker) as pool:
+            for i, ((root, file), x) in enumerate(zip(todo, pool.imap(_features_of, [str(Path(r) / f) for r, f in todo],
+                                                                      chunksize=4))):
+                caches[root][file] = x
+                if (i + 1) % 200 == 0:
+                    print(f"  features of {i + 1}/{len(todo)} clips ({time.time() - t0:.0f} s)", file=sys.stderr,
+                          flush=True)
+        for root, cache in caches.items():
+            np.savez(Path(root) / f"{features_version}.npz", **cache)
+    return [caches[r][f] for r, f in corpus.select("root", "file").iter_rows()]
+
+
+def train_head(x: np.ndarray, y: np.ndarray, epochs: int = 300, weight_decay: float = 1e-3, seed: int = 0) -> dict:
+    """Standardised inputs, one logistic output per class, positives weighted up to balance each class;
+    full-batch Adam on one thread, so the result depends only on the data."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-4
+    xt = torch.from_numpy((x - mean) / std)
+    yt = torch.from_numpy(y)
+    pos = yt.sum(0).clamp(min=1)
+    pos_weight = ((len(yt) - pos) / pos).clamp(max=20.0)
+    layer = torch.nn.Linear(x.shape[1], y.shape[1])
+    opt = torch.optim.Adam(layer.parameters(), lr=0.01, weight_decay=weight_decay)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    for _ in range(epochs):
+        opt.zero_grad()
+        loss = loss_fn(layer(xt), yt)
+        loss.backward()
+        opt.step()
+    return {"mean": mean.astype(np.float32), "std": std.astype(np.float32),
+            "weight": layer.weight.detach().numpy().T.copy(), "bias": layer.bias.detach().numpy().copy()}
+
+
+def predict(head: dict, x: np.ndarray) -> np.ndarray:
+    """[windows, classes] logits, as the encoder computes them."""
+    from tunelens.embed.musicnn_encoder import InstrumentHead
+
+    return InstrumentHead(head).logits(x)
+
+
+def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
+    if not relevant.any():
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    rel = relevant[order]
+    hits = np.cumsum(rel)
+    return float(np.sum(hits[rel] / (np.flatnonzero(rel) + 1)) / rel.sum())
+
+
+def windows_and_labels(feats: list[np.ndarray], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.concatenate(feats)
+    y = np.concatenate([np.repeat(labels[i:i + 1], len(f), axis=0) for i, f in enumerate(feats)])
+    return x.astype(np.float32), y.astype(np.float32)
+
+
+def evaluate(head: dict, feats: list[np.ndarray], labels: np.ndarray, kinds: list[str], classes: list[str],
+             tag_probs: np.ndarray | None, tag_index: dict[str, int]) -> pl.DataFrame:
+    """Clip-level AP per class (clip score = mean window logit), over all clips, solos and mixtures."""
+    clip_scores = np.stack([predict(head, f).mean(axis=0) for f in feats])
+    rows = []
+    kinds_arr = np.array(kinds)
+    for j, name in enumerate(classes):
+        row = {"instrument": name}
+        for part, mask in (("all", np.ones(len(kinds_arr), bool)), ("solo", kinds_arr == "solo"),
+                           ("mixture", kinds_arr == "mixture")):
+            row[f"AP {part}"] = average_precision(clip_scores[mask, j], labels[mask, j] > 0)
+        tag = TAG_BASELINE.get(name)
+        row["AP musicnn tag"] = (average_precision(tag_probs[:, tag_index[tag]], labels[:, j] > 0)
+                                 if tag and tag_probs is not None else float("nan"))
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def text_search(encoder, feats: list[np.ndarray], labels: np.ndarray, classes: list[str], baseline: bool) -> list:
+    """AP of the query "<instrument>" (e.g. "clarinet") over clips, as `tunelens search` ranks tracks: track vector =
+    L2 of the mean of centred window tag logits; query vector = the text tower's tag weights. `baseline`: the 100
+    musicnn tags alone (encoder revision 3)."""
+    from tunelens.embed.base import l2_normalize
+    from tunelens.embed.musicnn_encoder import _centre
+
+    if baseline:
+        tracks = l2_normalize(np.stack([_centre(f[:, :100]).mean(axis=0) for f in feats]))
+        q = np.asarray(encoder._text_tower().encode(classes, normalize_embeddings=True), np.float32)
+        sims = q @ encoder._tags()[:100].T / encoder.text_temperature
+        w = np.exp(sims - sims.max(axis=1, keepdims=True))
+        queries = l2_normalize(_centre(w / w.sum(axis=1, keepdims=True)))
+    else:
+        tracks = l2_normalize(np.stack([_centre(encoder.logits_from_features(f)).mean(axis=0) for f in feats]))
+        queries = encoder.embed_text(classes)
+    scores = tracks @ queries.T
+    return [average_precision(scores[:, j], labels[:, j] > 0) for j in range(len(classes))]
+
+
+def summary(table: pl.DataFrame) -> str:
+    parts = [f"mAP {table['AP all'].drop_nans().mean():.3f}", f"solos {table['AP solo'].drop_nans().mean():.3f}",
+             f"mixtures {table['AP mixture'].drop_nans().mean():.3f}"]
+    base = table.filter(pl.col("AP musicnn tag").is_not_nan())
+    if len(base):
+        parts.append(f"on the {len(base)} classes with a musicnn tag: head {base['AP all'].mean():.3f} vs tag "
+                     f"{base['AP musicnn tag'].mean():.3f}")
+    return ", ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from safetensors.numpy import save_file
+
+    from tunelens.embed import EncoderOptions
+    from tunelens.embed.musicnn_encoder import MusicnnEncoder, tag_metadata
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("corpora", type=Path, nargs="+", help="development corpus folders (make_dev_corpus.py output)")
+    ap.add_argument("--train", default="musescore,csound", help="soundfonts to train on; the rest are evaluation")
+    ap.add_argument("--out", type=Path, default=None, help="write instruments.safetensors and instruments.json here")
+    ap.add_argument("--epochs", type=int, default=300)
+    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="feature extraction workers")
+    ap.add_argument("--weight-decay", type=float, default=1e-3)
+    ap.add_argument("--allow-copyleft", action="store_true", help="train on GPL / share-alike renders (experiments)")
+    args = ap.parse_args(argv)
+
+    corpus = load_corpus(args.corpora)
+    train_fonts = [s for s in args.train.split(",") if s]
+    missing = set(train_fonts) - set(corpus["soundfont"])
+    if missing:
+        print(f"error: no clips of {sorted(missing)} in the corpora given", file=sys.stderr)
+        return 2
+    copyleft = corpus.filter(pl.col("soundfont").is_in(train_fonts) & ~pl.col("permissive"))["soundfont"].unique()
+    if len(copyleft) and not args.allow_copyleft:
+        print(f"error: {', '.join(copyleft)} is not permissively licensed; its renders cannot train weights that "
+              f"ship (pass --allow-copyleft for an experiment)", file=sys.stderr)
+        return 2
+    classes = sorted({n for names in corpus["instruments"] for n in names})
+    labels = np.array([[n in set(names) for n in classes] for names in corpus["instruments"]], np.float32)
+    encoder = MusicnnEncoder("", EncoderOptions(device="cpu"), with_head=False)
+    print(f"{len(corpus)} clips, {len(classes)} classes; computing musicnn features", file=sys.stderr)
+    feats = clip_features(corpus, encoder.features_version, args.processes)
+    meta = tag_metadata()["models"]
+    names = list(meta["MTT"]["labels"]) + list(meta["MSD"]["labels"])
+    tag_index = {n: i for i, n in enumerate(names)}
+    tag_probs = np.stack([1 / (1 + np.exp(-f[:, :100].mean(axis=0))) for f in feats])
+    fonts = corpus["soundfont"].to_list()
+    kinds = corpus["kind"].to_list()
+    by_font = {s: [i for i, f in enumerate(fonts) if f == s] for s in sorted(set(fonts))}
+
+    def fit(rows: list[int]) -> dict:
+        x, y = windows_and_labels([feats[i] for i in rows], labels[rows])
+        return train_head(x, y, args.epochs, args.weight_decay)
+
+    def score(head: dict, rows: list[int]) -> pl.DataFrame:
+        return evaluate(head, [feats[i] for i in rows], labels[rows], [kinds[i] for i in rows], classes,
+                        tag_probs[rows], tag_index)
+
+    results = {}
+    if len(train_fonts) > 1:
+        for left in train_fonts:
+            rows = [i for s in train_fonts if s != left for i in by_font[s]]
+            table = score(fit(rows), by_font[left])
+            results[f"left out {left} (trained on the other training soundfonts)"] = table
+    final = fit([i for s in train_fonts for i in by_font[s]])
+    for s in by_font:
+        if s not in train_fonts:
+            results[f"never trained on: {s}"] = score(final, by_font[s])
+    pl.Config.set_tbl_rows(60)
+    metrics = {}
+    for name, table in results.items():
+        print(f"\n== {name}: {summary(table)}")
+        print(table.with_columns(pl.selectors.float().round(3)))
+        metrics[name] = {"summary": summary(table), "per_instrument": table.to_dicts()}
+    if args.out:
+        data_hash = hashlib.blake2b(digest_size=8)
+        for i in sorted(i for s in train_fonts for i in by_font[s]):
+            data_hash.update(feats[i].tobytes())
+        save_file({k: np.ascontiguousarray(v) for k, v in final.items()}, str(args.out / "instruments.safetensors"))
+        (args.out / "instruments.safetensors").chmod(0o644)
+        corpora = {}
+        for folder in args.corpora:
+            recipe = json.loads((folder / "recipe.json").read_text()) if (folder / "recipe.json").exists() else {}
+            corpora[folder.name] = "scripts/make_dev_corpus.py " + " ".join(recipe.get("argv", []))
+        licences = corpus.select("soundfont", "soundfont_licence").unique().sort("soundfont").rows()
+        (args.out / "instruments.json").write_text(json.dumps({
+            "classes": classes, "features": "musicnn MTT+MSD logits (100) and penultimate layers (400) per 3 s window",
+            "trained_on": train_fonts, "soundfont_licences": dict(licences), "feature_hash": data_hash.hexdigest(),
+            "features_version": encoder.features_version, "epochs": args.epochs, "weight_decay": args.weight_decay,
+            "clips": {s: len(by_font[s]) for s in by_font}, "corpora": corpora,
+            "scores": "music21's corpus (Bach chorales, Haydn and Mozart quartet movements, Joplin, Corelli)",
+            "recipe": "scripts/train_instruments.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "metrics": metrics,
+        }, indent=1, default=float))
+        print(f"\nwrote {args.out / 'instruments.safetensors'} and instruments.json", file=sys.stderr)
+        if args.out.resolve() == (Path(__file__).resolve().parents[1] / "embed" / "weights"):
+            # text search through the shipped encoder, on the soundfonts never trained on
+            from tunelens.embed import load_encoder
+
+            full = load_encoder("musicnn", EncoderOptions(device="cpu"))
+            held = [i for s in by_font if s not in train_fonts for i in by_font[s]]
+            if held:
+                for part, mask in (("all", None), ("solo", "solo"), ("mixture", "mixture")):
+                    rows_ = [i for i in held if mask is None or kinds[i] == mask]
+                    new = text_search(full, [feats[i] for i in rows_], labels[rows_], classes, baseline=False)
+                    old = text_search(full, [feats[i] for i in rows_], labels[rows_], classes, baseline=True)
+                    print(f"text search mAP over {len(classes)} instrument queries, {part} clips of "
+                          f"{sorted({fonts[i] for i in held})}: {np.nanmean(new):.3f} (musicnn tags alone "
+                          f"{np.nanmean(old):.3f})")
+                    if part == "all":
+                        print(pl.DataFrame({"query": classes, "AP": new, "AP musicnn tags": old}).with_columns(
+                            pl.selectors.float().round(3)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
