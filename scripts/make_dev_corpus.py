@@ -1,4 +1,4 @@
-"""Render the development corpus: music21 scores played through several soundfonts by 35 instrument classes, as
+"""Render the development corpus: music21 scores played through several soundfonts by 36 instrument classes, as
 solos and as mixtures of 2-4 instruments, with expressive rendering, rooms and mixed formats, and a
 `ground_truth.parquet` labelling every instrument heard, the tempo, metre, key and mode. It is not the demo
 corpus: train and tune on some soundfonts, report the one left out.
@@ -88,7 +88,7 @@ class Instrument:
     polyphonic: bool = False  # may play a whole chorale texture alone
 
 
-# 35 classes: every instrument a listener names that General MIDI renders, the 14 the musicnn tags lack included
+# 36 classes: every instrument a listener names that General MIDI renders, the 14 the musicnn tags lack included
 INSTRUMENTS = {
     "piano": Instrument((0, 1), 21, 108, "keyboard", polyphonic=True),
     "electric piano": Instrument((4, 5), 28, 103, "keyboard", polyphonic=True),
