@@ -16,11 +16,12 @@ quarter in compound x/8 (6/8, 9/8, 12/8), the half note in x/2; `quarter_bpm` is
 Soundfonts and their licences (`ground_truth.soundfont_licence`; `permissive` says whether audio rendered from
 it may train weights for the default, permissively licensed path):
   timgm6mb   pretty_midi's TimGM6mb.sf2, GPL-2.0 (not permissive: evaluation only)
-  musescore  Debian musescore-general-soundfont-lossless, MIT (parts PD/CC0); derived from FluidR3, whose
-             family is reserved for the external evaluation, so its left-out figures are not independent of it
+  musescore  Debian musescore-general-soundfont-lossless, MIT (parts PD/CC0); derived from the Fluid GM
+             soundfonts, a family reserved for the external evaluation, so its left-out figures are not
+             independent of it
   csound     Debian csound-soundfont's sf_GMbank.sf2, public domain
   opl3       Debian opl3-soundfont's OPL-3_FM_128M.sf2, CC-BY-SA-4.0 (share-alike: evaluation only)
-The FluidR3 soundfonts themselves are refused.
+The reserved Fluid soundfonts themselves are refused.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 SR = 22050
-RESERVED = ("fluid", "fluidr3")  # reserved for the external evaluation: never rendered here
+RESERVED = ("fluid",)  # the Fluid GM family is reserved for the external evaluation: never rendered here
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def soundfont_path(name: str) -> str:
         path = _timgm6mb() if c == "pretty_midi" else c
         if Path(path).is_file():
             if any(r in Path(path).name.lower() for r in RESERVED):
-                raise ValueError(f"{path} belongs to the FluidR3 family, reserved for the external evaluation")
+                raise ValueError(f"{path} belongs to the Fluid soundfont family, reserved for the external evaluation")
             return path
     raise FileNotFoundError(f"the {name} soundfont is not installed: apt-get install {DEBIAN_PACKAGE.get(name, name)}")
 

@@ -25,8 +25,8 @@ def test_the_vocabulary_covers_what_people_name():
         assert set(members) <= names
 
 
-def test_fluidr3_is_refused(tmp_path, monkeypatch):
-    reserved = tmp_path / "FluidR3_GM.sf2"
+def test_the_reserved_soundfont_family_is_refused(tmp_path, monkeypatch):
+    reserved = tmp_path / "Fluid_GM.sf2"
     reserved.write_bytes(b"RIFF")
     monkeypatch.setitem(dev.SOUNDFONTS, "csound", dev.Soundfont("csound", (str(reserved),), "MIT", True))
     with pytest.raises(ValueError, match="reserved"):
