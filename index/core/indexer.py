@@ -60,16 +60,9 @@ class IndexConfig:
         if self.index_kind is None and self.max_memory is None:
             return None
         base = previous or IndexChoice()
-        memory = self.max_memory
-        return IndexChoice(
-            kind=self.index_kind or base.kind,
-            target_recall=base.target_recall,
-            max_memory=base.max_memory
-            if memory is None
-            else parse_memory(memory)
-            if isinstance(memory, str)
-            else memory,
-        )
+        memory = base.max_memory if self.max_memory is None else self.max_memory
+        return IndexChoice(kind=self.index_kind or base.kind, target_recall=base.target_recall,
+                           max_memory=parse_memory(memory) if isinstance(memory, str) else memory)
 
 
 @dataclass
@@ -168,17 +161,19 @@ def _embedded(todo: list[FoundFile], encoder: AudioTextEncoder, config: IndexCon
                         batch_windows=config.batch_windows, measure_quality=True)
 
 
-def _model(library: Path, model: AudioTextEncoder | str | None, config: IndexConfig) -> AudioTextEncoder:
+def _model(existing: Library | None, model: AudioTextEncoder | str | None, config: IndexConfig) -> AudioTextEncoder:
     """The encoder to index with: the one given, else the model of the existing library, else the default."""
     if model is not None and not isinstance(model, str):
         return model
-    if model is None and (library / "manifest.json").exists():
-        model = Library.open(library).manifest.pipeline.model
+    if model is None and existing is not None:
+        model = existing.manifest.pipeline.model
     return load_encoder(model, EncoderOptions(device=config.device, batch_size=config.batch_windows))
 
 
-def _assign_ids(found: list[FoundFile], catalog: pl.DataFrame) -> tuple[dict[str, str], dict[str, FoundFile], set[str]]:
-    """(track id per found path, moved files by their old path, old paths that vanished under a new one).
+def _assign_ids(found: list[FoundFile], catalog: pl.DataFrame) -> tuple[dict[str, str], dict[str, tuple[str, str]],
+                                                                          set[str]]:
+    """(track id per found path, moved files: old path → (new path, new relative path), old paths that vanished
+    under a new one).
 
     A found file takes the id of its path relative to the scanned folder. A catalogued file at another path with
     that id whose file is gone was moved (same size and mtime: relinked, its vectors kept) or moved and changed
@@ -187,7 +182,7 @@ def _assign_ids(found: list[FoundFile], catalog: pl.DataFrame) -> tuple[dict[str
     owner = dict(zip(catalog["track_id"].to_list(), catalog.select("path", "size", "mtime_ns", "status").rows()))
     here = {str(f.path) for f in found}
     ids: dict[str, str] = {}
-    moved: dict[str, FoundFile] = {}
+    moved: dict[str, tuple[str, str]] = {}
     vanished: set[str] = set()
     for f in found:
         path, tid = str(f.path), track_id_for(f.rel_path)
@@ -196,7 +191,7 @@ def _assign_ids(found: list[FoundFile], catalog: pl.DataFrame) -> tuple[dict[str
             if old[0] in here or os.path.lexists(old[0]):  # another file owns the id
                 tid = track_id_for(path)
             elif (old[1], old[2], old[3]) == (f.size, f.mtime_ns, "ok"):
-                moved[old[0]] = f
+                moved[old[0]] = (path, f.rel_path)
             else:
                 vanished.add(old[0])
         ids[path] = tid
@@ -216,16 +211,19 @@ def index_folder(library: str | Path, music_dir: str | Path, encoder: AudioTextE
         raise FileNotFoundError(f"{music_dir} is not a folder")
     if config.engine not in ("local", "ray"):
         raise ValueError(f"unknown engine {config.engine!r}; use local or ray")
-    encoder = _model(library, encoder, config)
-    lib = Library.create_or_open(library, PipelineSpec.for_encoder(encoder), precision=precision)
+    existing = Library.open(library) if (library / "manifest.json").exists() else None
+    encoder = _model(existing, encoder, config)
+    pipeline = PipelineSpec.for_encoder(encoder)
+    if existing is not None:
+        existing.check_pipeline(pipeline)
+    lib = existing or Library.create_or_open(library, pipeline, precision=precision)
     choice = config.index_choice(lib.index_choice() if lib.manifest.index.get("request") else None)
     report = IndexReport()
     with lib.lock():
         found = list(scan_folder(music_dir))
         report.found = len(found)
         root = str(music_dir.absolute()).rstrip("/") + "/"
-        ids, moved_files, vanished = _assign_ids(found, lib.catalog)
-        moved = {old: (str(f.path), f.rel_path) for old, f in moved_files.items()}
+        ids, moved, vanished = _assign_ids(found, lib.catalog)
         known = {
             r[0]: r[1:] for r in lib.catalog.select("path", "size", "mtime_ns", "status", "audio_hash").iter_rows()
         }

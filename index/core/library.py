@@ -91,7 +91,7 @@ class Library:
             raise LibraryError(f"{root} was written by a newer tunelens (library format {manifest.format_version}, "
                                f"this one reads up to {FORMAT_VERSION}); upgrade tunelens to use it")
         if manifest.format_version < FORMAT_VERSION:
-            manifest = _upgrade(root, manifest)
+            manifest = _upgrade(root)
         lib = cls(root, manifest)
         if pipeline is not None:
             lib.check_pipeline(pipeline)
@@ -369,7 +369,7 @@ def _drop_stale_temps(root: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _upgrade(root: Path, manifest: Manifest) -> Manifest:
+def _upgrade(root: Path) -> Manifest:
     """Bring a library written by an earlier tunelens up to FORMAT_VERSION, in one journaled commit, without
     embedding anything again.
 
@@ -378,63 +378,57 @@ def _upgrade(root: Path, manifest: Manifest) -> Manifest:
     rewritten with the new ids; two files with one relative path (two music folders) keep the older id for all
     but the first."""
     try:
-        lock = _Lock(root / ".lock")
-        lock.__enter__()
+        with _Lock(root / ".lock"):
+            return _rewrite_ids(root)
     except PermissionError:
-        raise LibraryError(
-            f"{root} was written by an earlier tunelens and needs a one-time upgrade of its files, "
-            f"which needs write access to the folder"
-        ) from None
-    try:
-        manifest = Manifest.load(root / "manifest.json")  # another process may have upgraded it meanwhile
-        if manifest.format_version >= FORMAT_VERSION:
-            return manifest
-        writes: dict[str, object] = {}
-        catalog_path = root / "catalog.parquet"
-        mapping: dict[str, str] = {}
-        if catalog_path.exists():
-            catalog = pl.read_parquet(catalog_path).sort("path")
-            taken: set[str] = set()
-            for old, rel in catalog.select("track_id", "rel_path").iter_rows():
-                new = track_id_for(rel)
-                mapping[old] = old if new in taken else new
-                taken.add(mapping[old])
-            writes["catalog.parquet"] = _with_ids(catalog, mapping)
-        for name in ("windows.parquet", "agreement.parquet", "duplicates.parquet"):
-            if (root / name).exists():
-                writes[name] = _with_ids(pl.read_parquet(root / name), mapping)
-        caption_batches = sorted((root / "captions").glob("batch-*.parquet")) if (root / "captions").exists() else []
-        caption_files = ([root / "captions.parquet"] if (root / "captions.parquet").exists() else []) + caption_batches
-        if caption_files:
-            writes["captions.parquet"] = _with_ids(
-                pl.concat([pl.read_parquet(p) for p in caption_files], how="diagonal_relaxed"), mapping
-            )
-        manifest.format_version = FORMAT_VERSION  # `updated` is kept: saved duplicate clusters stay valid
-        writes["manifest.json"] = json.dumps(manifest.to_dict(), indent=1, sort_keys=True)
+        raise LibraryError(f"{root} was written by an earlier tunelens and needs a one-time upgrade of its files, "
+                           f"which needs write access to the folder") from None
 
-        def writer(name: str, value: object):
-            if isinstance(value, str):
-                return lambda p: p.write_text(value)
-            if name == "duplicates.parquet":  # keep the stamp of the library state the clusters were found in
-                import pyarrow.parquet as pq
 
-                meta = pq.read_schema(root / name).metadata
-                return lambda p: pq.write_table(value.to_arrow().replace_schema_metadata(meta), p)
-            return lambda p: value.write_parquet(p)
-
-        for name, value in writes.items():
-            write_tmp(root / name, writer(name, value))
-        atomic_write_json(
-            root / "COMMIT.json",
-            {
-                "renames": list(writes),
-                "remove": [str(p.relative_to(root)) for p in caption_batches],
-            },
-        )
-        _finish_commit(root)
+def _rewrite_ids(root: Path) -> Manifest:
+    """`_upgrade`'s work, under the library's lock."""
+    manifest = Manifest.load(root / "manifest.json")  # another process may have upgraded it meanwhile
+    if manifest.format_version >= FORMAT_VERSION:
         return manifest
-    finally:
-        lock.__exit__()
+    writes: dict[str, object] = {}
+    catalog_path = root / "catalog.parquet"
+    mapping: dict[str, str] = {}
+    if catalog_path.exists():
+        catalog = pl.read_parquet(catalog_path).sort("path")
+        taken: set[str] = set()
+        for old, rel in catalog.select("track_id", "rel_path").iter_rows():
+            new = track_id_for(rel)
+            mapping[old] = old if new in taken else new
+            taken.add(mapping[old])
+        writes["catalog.parquet"] = _with_ids(catalog, mapping)
+    for name in ("windows.parquet", "agreement.parquet", "duplicates.parquet"):
+        if (root / name).exists():
+            writes[name] = _with_ids(pl.read_parquet(root / name), mapping)
+    caption_batches = sorted((root / "captions").glob("batch-*.parquet")) if (root / "captions").exists() else []
+    caption_files = ([root / "captions.parquet"] if (root / "captions.parquet").exists() else []) + caption_batches
+    if caption_files:
+        writes["captions.parquet"] = _with_ids(
+            pl.concat([pl.read_parquet(p) for p in caption_files], how="diagonal_relaxed"), mapping
+        )
+    manifest.format_version = FORMAT_VERSION  # `updated` is kept: saved duplicate clusters stay valid
+    writes["manifest.json"] = json.dumps(manifest.to_dict(), indent=1, sort_keys=True)
+
+    def writer(name: str, value: object):
+        if isinstance(value, str):
+            return lambda p: p.write_text(value)
+        if name == "duplicates.parquet":  # keep the stamp of the library state the clusters were found in
+            import pyarrow.parquet as pq
+
+            meta = pq.read_schema(root / name).metadata
+            return lambda p: pq.write_table(value.to_arrow().replace_schema_metadata(meta), p)
+        return lambda p: value.write_parquet(p)
+
+    for name, value in writes.items():
+        write_tmp(root / name, writer(name, value))
+    atomic_write_json(root / "COMMIT.json",
+                      {"renames": list(writes), "remove": [str(p.relative_to(root)) for p in caption_batches]})
+    _finish_commit(root)
+    return manifest
 
 
 def _with_ids(df: pl.DataFrame, mapping: dict[str, str]) -> pl.DataFrame:
