@@ -95,15 +95,11 @@ def _p(ev: Evidence, tag: str) -> float:
 
 
 def _strength(x: float, clear: float, likely: float, possible: float | None = None) -> str | None:
-    return (
-        "clear"
-        if x >= clear
-        else "likely"
-        if x >= likely
-        else "possible"
-        if possible is not None and x >= possible
-        else None
-    )
+    if x >= clear:
+        return "clear"
+    if x >= likely:
+        return "likely"
+    return "possible" if possible is not None and x >= possible else None
 
 
 def instrument(ev: Evidence, tag: str, th: Thresholds = Thresholds()) -> Judgement | None:
@@ -183,17 +179,10 @@ def loudness_word(ev: Evidence) -> str | None:
     lufs = ev.descriptors.loudness_lufs
     if lufs is None:
         return None
-    return (
-        "very loud"
-        if lufs > -9
-        else "loud"
-        if lufs > -14
-        else "moderately loud"
-        if lufs > -20
-        else "quiet"
-        if lufs > -30
-        else "very quiet"
-    )
+    for floor, word in ((-9, "very loud"), (-14, "loud"), (-20, "moderately loud"), (-30, "quiet")):
+        if lufs > floor:
+            return word
+    return "very quiet"
 
 
 def brightness_word(ev: Evidence) -> str:

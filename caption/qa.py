@@ -20,21 +20,9 @@ MAX_QUESTION_CHARS = 1000
 UNKNOWN_INSTRUMENTS = ("organ", "trumpet", "brass", "trombone", "horn", "clarinet", "saxophone", "sax", "oboe",
                        "bassoon", "bass guitar", "accordion", "banjo", "ukulele", "mandolin", "tuba", "xylophone",
                        "marimba", "bagpipe", "harmonica")
-SYNONYMS = {
-    "violins": "violin",
-    "strings": "strings",
-    "string": "strings",
-    "drum": "drums",
-    "percussion": "drums",
-    "synthesizer": "synthesizer",
-    "synth": "synthesizer",
-    "keyboard": "piano",
-    "choir": "choir",
-    "chorus": "choir",
-    "guitars": "guitar",
-    "flutes": "flute",
-    "cellos": "cello",
-}
+SYNONYMS = {"violins": "violin", "strings": "strings", "string": "strings", "drum": "drums", "percussion": "drums",
+            "synthesizer": "synthesizer", "synth": "synthesizer", "keyboard": "piano", "choir": "choir",
+            "chorus": "choir", "guitars": "guitar", "flutes": "flute", "cellos": "cello"}
 
 
 @dataclass
@@ -137,13 +125,8 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
         mode = d.mode
         hedge = _hedge(j.strength)
         if kind == "mode":
-            asked = (
-                "minor"
-                if re.search(r"\bminor\b", question.lower()) and not re.search(r"\bmajor\b", question.lower())
-                else "major"
-                if re.search(r"\bmajor\b", question.lower()) and not re.search(r"\bminor\b", question.lower())
-                else None
-            )
+            said = {m for m in ("major", "minor") if re.search(rf"\b{m}\b", question.lower())}
+            asked = said.pop() if len(said) == 1 else None
             if asked:
                 yes = asked == mode
                 return Answer(f"{'Yes' if yes else 'No'}, it is {hedge}in {j.value}{_weak_key(j)}.", kind, mode,
