@@ -17,7 +17,7 @@ import numpy as np
 from tunelens.caption import evidence as E
 from tunelens.caption.base import Caption
 from tunelens.caption.describe import clock
-from tunelens.caption.evidence import Evidence, Thresholds
+from tunelens.caption.evidence import ANSWER_THRESHOLDS, Evidence
 from tunelens.embed.base import EncoderOptions, resolve_device
 from tunelens.embed.hf import check_tokenizer, load_pretrained, quiet_transformers, weights_fingerprint
 
@@ -45,12 +45,12 @@ def split_segments(n_samples: int, sr: int, max_seconds: float) -> list[tuple[in
 
 def evidence_lines(ev: Evidence) -> list[str]:
     """The measurements and tags an audio LM is given as context, one fact per line."""
-    d, th = ev.descriptors, Thresholds()
+    d, th = ev.descriptors, ANSWER_THRESHOLDS
     lines = [f"duration: {clock(d.duration)}"]
     if d.tempo_bpm:
         lines.append(f"tempo: {d.tempo_bpm:.0f} BPM (confidence {d.tempo_confidence:.2f})")
     if d.key:
-        lines.append(f"key: {d.key} (margin {d.key_confidence:.2f}; below 0.15 is uncertain)")
+        lines.append(f"key: {d.key} (probability {d.key_confidence:.2f}; below 0.5 is uncertain)")
     if d.loudness_lufs is not None:
         lines.append(f"loudness: {d.loudness_lufs:.1f} LUFS integrated"
                      + (f", range {d.loudness_range_lu:.1f} LU" if d.loudness_range_lu is not None else ""))

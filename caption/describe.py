@@ -11,10 +11,10 @@ from pathlib import Path
 
 from tunelens.caption import evidence as E
 from tunelens.caption.base import Caption
-from tunelens.caption.evidence import CAPTION_THRESHOLDS, Evidence, Thresholds
+from tunelens.caption.evidence import ANSWER_THRESHOLDS, CAPTION_THRESHOLDS, Evidence, Thresholds
 
 NAME = "describe"
-VERSION = "describe-3"  # 3: the description also lists "possible" judgements
+VERSION = "describe-4"  # 4: the recogniser's instruments; caption thresholds at measured precision; no genre/mood
 
 
 def _pick(options: list[str], seed: int, slot: int) -> str:
@@ -112,15 +112,15 @@ class DescribeCaptioner:
         details = []
         d = ev.descriptors
         details.append(f"Duration {clock(d.duration)}.")
-        loose = Thresholds()  # the description lists weaker evidence too, each item with its strength
+        loose = ANSWER_THRESHOLDS  # the description lists weaker evidence too, each item with its strength
         for j in E.instruments(ev, loose):
             details.append(f"Instrument: {j.value} ({j.strength}; {j.evidence}).")
         if voc is not None:
             details.append(f"Vocals: {'yes' if voc.value else 'no'} ({voc.strength}; {voc.evidence}).")
-        for j in gen[:3]:
-            details.append(f"Style: {j.value} ({j.strength}; {j.evidence}).")
-        for j in moods[:3]:
-            details.append(f"Mood: {j.value} ({j.evidence}).")
+        for j in E.genres(ev, loose)[:3]:  # tag readings: no corpus of ours measured their precision
+            details.append(f"Style: {j.value} (tag reading, uncalibrated; {j.evidence}).")
+        for j in E.moods(ev, loose)[:3]:
+            details.append(f"Mood: {j.value} (tag reading, uncalibrated; {j.evidence}).")
         for label, j in (("Tempo", E.tempo(ev, loose)), ("Key", E.key(ev, loose))):
             if j is not None:
                 value = f"{j.value:.1f} BPM" if label == "Tempo" else j.value

@@ -12,17 +12,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunelens.caption import evidence as E
-from tunelens.caption.evidence import INSTRUMENT_TAGS, Evidence, Thresholds, parse_tags
+from tunelens.caption.evidence import ANSWER_THRESHOLDS, Evidence, Thresholds, instrument_sources, parse_tags
 
 CANT_TELL = "I can't tell that from the audio."
 MAX_QUESTION_CHARS = 1000
-# Instruments a listener may ask about that the taggers have no tag for: asked about, they can't be confirmed.
-UNKNOWN_INSTRUMENTS = ("organ", "trumpet", "brass", "trombone", "horn", "clarinet", "saxophone", "sax", "oboe",
-                       "bassoon", "bass guitar", "accordion", "banjo", "ukulele", "mandolin", "tuba", "xylophone",
-                       "marimba", "bagpipe", "harmonica")
-SYNONYMS = {"violins": "violin", "strings": "strings", "string": "strings", "drum": "drums", "percussion": "drums",
-            "synthesizer": "synthesizer", "synth": "synthesizer", "keyboard": "piano", "choir": "choir",
-            "chorus": "choir", "guitars": "guitar", "flutes": "flute", "cellos": "cello"}
+# Instruments a listener may ask about that neither the taggers nor the recogniser know: they can't be confirmed.
+UNKNOWN_INSTRUMENTS = ("ukulele", "mandolin", "bagpipe", "bagpipes", "steel drum", "steel drums", "didgeridoo",
+                       "theremin", "erhu", "koto", "shamisen", "tabla", "djembe", "bongos", "congas", "kalimba",
+                       "dulcimer", "lute", "recorder", "piccolo", "cornet", "euphonium", "celesta", "zither")
+# Other ways of naming an instrument the vocabulary knows (lower case, as questions are matched).
+SYNONYMS = {"violins": "violin", "string": "strings", "string section": "strings", "string quartet": "strings",
+            "drum": "drums", "drum kit": "drums", "percussion": "drums", "synth": "synthesizer",
+            "keyboard": "piano", "chorus": "choir", "guitars": "guitar", "flutes": "flute", "cellos": "cello",
+            "organ": "church organ", "pipe organ": "church organ", "sax": "saxophone", "horn": "French horn",
+            "french horn": "French horn", "horns": "brass", "bass guitar": "electric bass",
+            "upright bass": "double bass", "contrabass": "double bass", "kettle drums": "timpani",
+            "rhodes": "electric piano", "trumpets": "trumpet", "trombones": "trombone", "clarinets": "clarinet",
+            "overdriven guitar": "distorted guitar", "synth pad": "synth pad", "vibes": "vibraphone",
+            "bells": "glockenspiel"}
 
 
 @dataclass
@@ -69,10 +76,10 @@ def classify(question: str) -> tuple[str, str | None]:
     q = question.lower()
     named = None
     for word in sorted(
-        list(INSTRUMENT_TAGS.values()) + list(SYNONYMS) + list(UNKNOWN_INSTRUMENTS), key=len, reverse=True
+        [w.lower() for w in instrument_sources()] + list(SYNONYMS) + list(UNKNOWN_INSTRUMENTS), key=len, reverse=True
     ):
         if re.search(rf"\b{re.escape(word)}\b", q):
-            named = SYNONYMS.get(word, word)
+            named = SYNONYMS.get(word) or next((w for w in instrument_sources() if w.lower() == word), word)
             break
     for kind, pattern in _PATTERNS:
         if re.search(pattern, q):
@@ -82,6 +89,13 @@ def classify(question: str) -> tuple[str, str | None]:
     if named:
         return "instrument", named
     return "unknown", None
+
+
+def _a(word: str) -> str:
+    """'a trumpet', 'an oboe', 'drums', 'strings'."""
+    if word.endswith("s") and word not in ("bass", "double bass", "electric bass", "brass"):
+        return word
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
 
 
 def _conf(strength: str) -> float:
@@ -96,7 +110,7 @@ def _hedge(strength: str) -> str:
 STRING_SECTION = ("violin", "cello")
 
 
-def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -> Answer:
+def answer(question: str, ev: Evidence, thresholds: Thresholds = ANSWER_THRESHOLDS) -> Answer:
     th = thresholds
     question = (question or "").strip()
     if not question:
@@ -120,7 +134,7 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
         j = E.key(ev, th)
         if j is None:
             return Answer(
-                CANT_TELL + " No key stands out clearly.", kind, evidence=[f"key margin {d.key_confidence:.3f}"]
+                CANT_TELL + " No key stands out clearly.", kind, evidence=[f"key probability {d.key_confidence:.2f}"]
             )
         mode = d.mode
         hedge = _hedge(j.strength)
@@ -170,14 +184,16 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
         return Answer(CANT_TELL + f" ({no_tags}).", kind)
     if kind == "instrument" and named:
         if named in UNKNOWN_INSTRUMENTS:
-            return Answer(f"{CANT_TELL} The taggers were not trained to recognise {named}.", "instrument", None, 0.0,
-                          [f"no tag for {named}"])
-        tag = next(t for t, w in INSTRUMENT_TAGS.items() if w == named)
-        p = float(ev.tags.get(tag, 0.0))
-        j = E.instrument(ev, tag, th)
+            return Answer(f"{CANT_TELL} Neither the taggers nor the instrument recogniser know {named}.",
+                          "instrument", None, 0.0, [f"no tag or recogniser class for {named}"])
+        sources = instrument_sources()[named]
+        if not E.has_recogniser(ev) and all(src == "recogniser" for _, src in sources):
+            return Answer(f"{CANT_TELL} This library's model has no instrument recogniser, and its taggers have no "
+                          f"tag for {named}.", "instrument", None, 0.0, [f"no tag for {named}"])
+        j = E.instrument(ev, named, th)
         if j is not None:
-            text = {"clear": f"Yes, there is {named}.", "likely": f"Probably yes, there is {named}."}.get(
-                j.strength, f"Possibly: {named} is the instrument the taggers hear most, but the evidence is weak."
+            text = {"clear": f"Yes, there is {_a(named)}.", "likely": f"Probably yes, there is {_a(named)}."}.get(
+                j.strength, f"Possibly: the evidence for {_a(named)} is weak, but more for than against."
             )
             return Answer(text, "instrument", True, _conf(j.strength), [j.evidence])
         section = E.instrument(ev, "strings", th) if named in STRING_SECTION else None
@@ -190,10 +206,10 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = Thresholds()) -
                 0.6,
                 [section.evidence],
             )
-        if p < th.instrument_likely / 4:
-            return Answer(f"No, I don't hear {named}.", "instrument", False, 0.7, [f"tag '{tag}' p={p:.2f}"])
-        return Answer(f"Probably not: the evidence for {named} is weak (p={p:.2f}).", "instrument", False, 0.4,
-                      [f"tag '{tag}' p={p:.2f}"])
+        evidence = [f"{t} p={float(ev.tags.get(t, 0.0)):.2f}" for t, _ in sources]
+        if E.instrument_absent(ev, named, th):
+            return Answer(f"No, I don't hear {_a(named)}.", "instrument", False, 0.7, evidence)
+        return Answer(f"Probably not: the evidence for {named} is weak.", "instrument", False, 0.4, evidence)
     if kind in ("instrument", "instruments"):
         js = E.instruments(ev, th)
         if not js:

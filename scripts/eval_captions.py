@@ -56,27 +56,27 @@ PC = {
 ALLOWED = {
     "piano": {"piano"},
     "harpsichord": {"harpsichord"},
-    "organ": {"organ"},
-    "guitar": {"guitar"},
-    "strings": {"strings", "violin", "cello"},
+    "organ": {"organ", "church organ"},
+    "guitar": {"guitar", "acoustic guitar"},
+    "strings": {"strings", "violin", "viola", "cello", "double bass", "string ensemble"},
     "choir": {"choir", "voices", "singing", "vocals"},
-    "brass": {"brass", "trumpet"},
+    "brass": {"brass", "trumpet", "trombone", "french horn", "tuba"},
     "clarinet": {"clarinet"},
     "flute": {"flute"},
-    "drums": {"drums", "percussion"},
+    "drums": {"drums", "percussion", "drum kit"},
 }
-INSTRUMENT_WORDS = sorted(set().union(*ALLOWED.values(), {"synthesizer", "sitar", "harp"}))
-TAGGER_TO_GT = {
-    "violin": "strings",
-    "cello": "strings",
-    "strings": "strings",
-    "choir": "choir",
-    "piano": "piano",
-    "guitar": "guitar",
-    "harpsichord": "harpsichord",
-    "flute": "flute",
-    "drums": "drums",
-}
+
+
+def instrument_words() -> list[str]:
+    """Every instrument word a caption can use (taggers' and recogniser's), lower case."""
+    from tunelens.caption.evidence import instrument_sources
+
+    return sorted(set().union(*ALLOWED.values(), {w.lower() for w in instrument_sources()}))
+
+
+# An answer's instrument word → the ground-truth setting it names.
+TAGGER_TO_GT = {w: setting for setting, words in ALLOWED.items() for w in words if setting != "choir"}
+TAGGER_TO_GT["choir"] = "choir"
 
 
 def parse_key(text: str) -> tuple[int, str] | None:
@@ -115,8 +115,9 @@ def contradictions(caption: str, gt: dict) -> list[str]:
     text = caption.lower()
     found = []
     negated = re.sub(r"\b(no vocals|no voices|instrumental)\b", " ", text)
-    for w in INSTRUMENT_WORDS:
-        if re.search(rf"\b{w}\b", negated) and w not in ALLOWED[gt["instrument"]]:
+    for w in instrument_words():
+        if re.search(rf"\b{w}\b", negated) and w not in ALLOWED[gt["instrument"]] and not any(
+                w in a.split() for a in ALLOWED[gt["instrument"]]):
             found.append(f"instrument '{w}' but it is {gt['instrument']}")
     if gt["instrument"] == "choir" and re.search(r"\b(no vocals|instrumental)\b", text):
         found.append("says instrumental but it is a choir")
@@ -168,7 +169,7 @@ def choose(kind: str, options: list, value) -> object | None:
         return next((o for o in options if parse_key(o) == est), None)
     if kind == "instrument":
         for v in value if isinstance(value, list) else [value]:
-            g = TAGGER_TO_GT.get(v)
+            g = TAGGER_TO_GT.get(str(v).lower())
             if g in options:
                 return g
         return None

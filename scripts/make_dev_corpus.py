@@ -175,7 +175,7 @@ class Clip:
 def plan(soundfont: str, clips: int, seed: int, sources: list[str]) -> list[Clip]:
     """The clips of one soundfont, drawn independently of every other soundfont's."""
     rng = random.Random(f"{seed}:{soundfont}")
-    names = [n for n in INSTRUMENTS if n != "drum kit"]
+    names = list(INSTRUMENTS)  # a drum kit solo is a groove on its own (no key)
     out = []
     for i in range(clips):
         source = rng.choice(sources)
@@ -269,7 +269,9 @@ def events_for(clip: Clip, seconds: float, rng: random.Random) -> tuple[list, di
     spq = 60.0 / clip.quarter_bpm
     hold = {"staccato": 0.5, "normal": 0.9, "legato": 1.03}[clip.articulation]
     pitched = [(n, prog) for n, prog in clip.parts if n != "drum kit"]
-    if len(pitched) == 1 and INSTRUMENTS[pitched[0][0]].polyphonic and rng.random() < 0.6:
+    if not pitched:
+        layout = []
+    elif len(pitched) == 1 and INSTRUMENTS[pitched[0][0]].polyphonic and rng.random() < 0.6:
         layout = [(pitched[0], v) for v in range(len(voices))]  # one keyboard, guitar, choir... plays all voices
     elif len(pitched) == 1:
         layout = [(pitched[0], 0)]  # a melody instrument plays the soprano line
@@ -277,7 +279,7 @@ def events_for(clip: Clip, seconds: float, rng: random.Random) -> tuple[list, di
         layout = [(p, min(i, len(voices) - 1) if i < len(pitched) - 1 else len(voices) - 1)
                   for i, p in enumerate(pitched)]  # the lowest instrument takes the bass line
     events = []
-    start_q = math.floor(min(voices[v][0][0] for _, v in layout))  # skip an instrumental introduction's rests
+    start_q = math.floor(min((voices[v][0][0] for _, v in layout), default=0))  # skip an introduction's rests
     period_q = end_q - start_q
     repeats = max(1, math.ceil(seconds / (period_q * spq)))
     shifts: dict[str, int] = {}  # one octave shift per instrument, so that voices it plays together keep their order
@@ -313,7 +315,8 @@ def events_for(clip: Clip, seconds: float, rng: random.Random) -> tuple[list, di
     if not events:
         raise ValueError(f"nothing sounds in the first {seconds:g} s of the parts chosen")
     programs = {ch: prog for ch, ((_, prog), _) in enumerate(layout)}
-    return sorted(events), {"key": transposed_key(key, clip.transpose), "meter": metre, "programs": programs,
+    return sorted(events), {"key": transposed_key(key, clip.transpose) if layout else None,
+                            "meter": metre if layout else "4/4", "programs": programs,
                             "voices_played": len(layout)}
 
 
@@ -448,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
                 "piece": Path(clip.source).stem, "source": Path(clip.source).name, "meter": facts["meter"],
                 "quarter_bpm": round(clip.quarter_bpm, 2),
                 "tempo_bpm": round(beat_bpm(clip.quarter_bpm, facts["meter"]), 2),
-                "key": facts["key"], "mode": facts["key"].split()[1], "transpose": clip.transpose,
+                "key": facts["key"], "mode": facts["key"].split()[1] if facts["key"] else None,
+                "transpose": clip.transpose,
                 "articulation": clip.articulation, "dynamics": clip.dynamics, "room": clip.room, "format": clip.fmt,
                 "drums": clip.drums, "voices_played": facts["voices_played"],
             })

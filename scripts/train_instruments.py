@@ -230,11 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         return evaluate(head, [feats[i] for i in rows], labels[rows], [kinds[i] for i in rows], classes,
                         tag_probs[rows], tag_index)
 
-    results = {}
+    results, fold_heads = {}, {}
     if len(train_fonts) > 1:
         for left in train_fonts:
             rows = [i for s in train_fonts if s != left for i in by_font[s]]
-            table = score(fit(rows), by_font[left])
+            fold_heads[left] = fit(rows)
+            table = score(fold_heads[left], by_font[left])
             results[f"left out {left} (trained on the other training soundfonts)"] = table
     final = fit([i for s in train_fonts for i in by_font[s]])
     for s in by_font:
@@ -272,18 +273,33 @@ def main(argv: list[str] | None = None) -> int:
             from tunelens.embed import load_encoder
 
             full = load_encoder("musicnn", EncoderOptions(device="cpu"))
-            held = [i for s in by_font if s not in train_fonts for i in by_font[s]]
-            if held:
+            from tunelens.embed.musicnn_encoder import InstrumentHead
+
+            held_fonts = [s for s in by_font if s not in train_fonts]
+            groups = [(f"left out {s} (head trained on the other training soundfonts)", [s], fold_heads[s])
+                      for s in fold_heads]
+            groups += [(f"never trained on: {s}", [s], None) for s in held_fonts]
+            shipped, searches = full.head, {}
+            for name, font, head in groups:
+                full.head = shipped if head is None else InstrumentHead(head)
+                held = [i for s in font for i in by_font[s]]
                 for part, mask in (("all", None), ("solo", "solo"), ("mixture", "mixture")):
                     rows_ = [i for i in held if mask is None or kinds[i] == mask]
+                    if not rows_:
+                        continue
                     new = text_search(full, [feats[i] for i in rows_], labels[rows_], classes, baseline=False)
                     old = text_search(full, [feats[i] for i in rows_], labels[rows_], classes, baseline=True)
-                    print(f"text search mAP over {len(classes)} instrument queries, {part} clips of "
-                          f"{sorted({fonts[i] for i in held})}: {np.nanmean(new):.3f} (musicnn tags alone "
-                          f"{np.nanmean(old):.3f})")
-                    if part == "all":
+                    line = (f"text search mAP over {len(classes)} instrument queries, {part} clips: "
+                            f"{np.nanmean(new):.3f} (musicnn tags alone {np.nanmean(old):.3f})")
+                    print(f"{name}: {line}")
+                    searches.setdefault(name, []).append(line)
+                    if part == "all" and head is None:
                         print(pl.DataFrame({"query": classes, "AP": new, "AP musicnn tags": old}).with_columns(
                             pl.selectors.float().round(3)))
+            full.head = shipped
+            provenance = json.loads((args.out / "instruments.json").read_text())
+            provenance["text_search"] = searches
+            (args.out / "instruments.json").write_text(json.dumps(provenance, indent=1, default=float))
     return 0
 
 

@@ -42,7 +42,7 @@ class Descriptors:
     tempo_bpm: float | None
     tempo_confidence: float
     key: str | None  # "G major"
-    key_confidence: float  # correlation margin over the runner-up key
+    key_confidence: float  # probability of that key (caption.descriptors.key)
     loudness_lufs: float | None
     loudness_range_lu: float | None
     brightness_hz: float
