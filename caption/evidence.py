@@ -6,7 +6,7 @@ For each kind of fact, "clear" and "likely" start at the score above which the s
 and 80% of the time on development-corpus soundfonts the recogniser was not trained on
 (`scripts/calibrate_evidence.py` writes `weights/calibration.json`); "possible" (answers only) at 50%.
 Captions state facts unprompted and several at once, so `CAPTION_THRESHOLDS` asks 99% for a plain statement
-and 95% for a hedged one, has no "possible" level, and no genre or mood (no corpus of ours can check them; the
+and 97% for a hedged one, has no "possible" level, and no genre or mood (no corpus of ours can check them; the
 description lists them as tag readings). Answers to a question (`ANSWER_THRESHOLDS`) carry their confidence.
 """
 from __future__ import annotations
@@ -61,6 +61,8 @@ class Thresholds:
     recogniser_likely: float = 0.5
     recogniser_possible: float = 0.2
     recogniser_absent: float = 0.1
+    lead_clear: float = 0.8  # the recogniser's most probable instrument, judged as "the lead instrument"
+    lead_likely: float = 0.5
     genre_clear: float = 0.5
     genre_likely: float = 0.3
     mood_likely: float = 0.3
@@ -199,9 +201,28 @@ def instrument_absent(ev: Evidence, word: str, th: Thresholds = ANSWER_THRESHOLD
         _p(ev, t) < (th.recogniser_absent if s == "recogniser" else th.instrument_absent) for t, s in sources)
 
 
+def lead_instrument(ev: Evidence, th: Thresholds = ANSWER_THRESHOLDS) -> Judgement | None:
+    """The recogniser's most probable instrument as the one heard most: a statement about the top class alone,
+    calibrated on its own (it is right more often than any class at the same probability)."""
+    heard = [(t, _p(ev, t)) for t in ev.tags if t.startswith(RECOGNISER_PREFIX)]
+    if not heard:
+        return None
+    tag, p = max(heard, key=lambda x: x[1])
+    s = _strength(p, th.lead_clear, th.lead_likely)
+    name = tag[len(RECOGNISER_PREFIX):]
+    word = RECOGNISER_WORDS.get(name, name)
+    return None if s is None else Judgement(word, s, f"recogniser's strongest, '{name}' p={p:.2f}",
+                                            _relative(p, "recogniser", th))
+
+
 def instruments(ev: Evidence, th: Thresholds = ANSWER_THRESHOLDS) -> list[Judgement]:
     """The instruments heard, strongest first; when nothing is likely, only the strongest "possible" one."""
     out = [j for j in (instrument(ev, word, th) for word in instrument_sources()) if j is not None]
+    lead = lead_instrument(ev, th)
+    if lead is not None:
+        same = next((j for j in out if j.value == lead.value), None)
+        if same is None or _RANK[lead.strength] > _RANK[same.strength]:
+            out = [j for j in out if j.value != lead.value] + [lead]
     if any(j.strength != "possible" for j in out):
         out = [j for j in out if j.strength != "possible"]
     elif out:
@@ -256,7 +277,7 @@ def tempo(ev: Evidence, th: Thresholds = ANSWER_THRESHOLDS) -> Judgement | None:
     if d.tempo_bpm is None or s is None:
         return None
     return Judgement(
-        float(d.tempo_bpm), s, f"onset autocorrelation peak {d.tempo_confidence:.2f} at {d.tempo_bpm:.0f} BPM"
+        float(d.tempo_bpm), s, f"{d.tempo_bpm:.0f} BPM, margin {d.tempo_confidence:.2f} over the next tempo candidate"
     )
 
 

@@ -124,10 +124,10 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = ANSWER_THRESHOL
     if kind == "tempo":
         j = E.tempo(ev, th)
         if j is None:
-            return Answer(CANT_TELL + " The pulse is too weak to measure a tempo.", kind,
-                          evidence=[f"pulse clarity {d.tempo_confidence:.2f}"])
+            return Answer(CANT_TELL + " No tempo stands out from its double or half.", kind,
+                          evidence=[f"tempo margin {d.tempo_confidence:.2f}"])
         cls = E.tempo_class(j.value, th)
-        weak = ", though the pulse is weak" if j.strength == "possible" else ""
+        weak = ", though its double or half fits almost as well" if j.strength == "possible" else ""
         return Answer(f"It is {_hedge(j.strength)}about {j.value:.0f} BPM, a {cls} tempo{weak}.", kind, j.value,
                       _conf(j.strength), [j.evidence])
     if kind in ("key", "mode"):

@@ -40,7 +40,7 @@ class Descriptors:
 
     duration: float
     tempo_bpm: float | None
-    tempo_confidence: float
+    tempo_confidence: float  # margin of the chosen tempo over the next candidate (caption.descriptors.tempo)
     key: str | None  # "G major"
     key_confidence: float  # probability of that key (caption.descriptors.key)
     loudness_lufs: float | None
