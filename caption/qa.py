@@ -193,7 +193,7 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = ANSWER_THRESHOL
         j = E.instrument(ev, named, th)
         if j is not None:
             text = {"clear": f"Yes, there is {_a(named)}.", "likely": f"Probably yes, there is {_a(named)}."}.get(
-                j.strength, f"Possibly: the evidence for {_a(named)} is weak, but more for than against."
+                j.strength, f"Possibly: there is some evidence of {_a(named)}, but it is weak."
             )
             return Answer(text, "instrument", True, _conf(j.strength), [j.evidence])
         section = E.instrument(ev, "strings", th) if named in STRING_SECTION else None

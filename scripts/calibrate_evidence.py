@@ -2,8 +2,8 @@
 
     python scripts/calibrate_evidence.py CORPUS [CORPUS ...] --calibrate-on musescore,csound [--write]
 
-Needs the caches of `scripts/train_instruments.py` (musicnn features) and `scripts/train_descriptors.py`
-(tempo and key measurements) in each corpus folder: run those first on the same folders.
+Reuses the caches of `scripts/train_instruments.py` (musicnn features) and `scripts/train_descriptors.py`
+(tempo and key measurements) in each corpus folder; what they lack is computed here, in one process.
 
 For every clip it rebuilds the evidence a library would hold (musicnn tag probabilities, the instrument
 recogniser's probabilities, tempo and key) and lists every statement a caption or answer could make, each with
@@ -81,11 +81,6 @@ def build_evidence(corpus: pl.DataFrame, calibrate_on: list[str]) -> list:
 
     ti, td = _script("train_instruments"), _script("train_descriptors")
     version = MusicnnEncoder("", EncoderOptions(device="cpu"), with_head=False).features_version
-    for root in corpus["root"].unique():
-        for cache, by in ((Path(root) / f"{version}.npz", "train_instruments.py"),
-                          (Path(root) / f"analysis-{td.MEASURE_VERSION}.npz", "train_descriptors.py")):
-            if not cache.exists():
-                raise SystemExit(f"error: {cache} is missing: run scripts/{by} on {root} first")
     feats = ti.clip_features(corpus, version, 1)
     meas = td.measurements(corpus, 1)
     classes = list(instrument_classes())

@@ -63,11 +63,18 @@ def measurements(table: pl.DataFrame, processes: int) -> list[tuple[np.ndarray, 
                 todo.append((root, f))
     if todo:
         print(f"measuring {len(todo)} clips", file=sys.stderr, flush=True)
-        with mp.get_context("spawn").Pool(processes, initializer=_init_worker) as pool:
-            for i, (key, m) in enumerate(zip(todo, pool.imap(_measure, [str(Path(r) / f) for r, f in todo], 4))):
-                out[key] = m
-                if (i + 1) % 200 == 0:
-                    print(f"  {i + 1}/{len(todo)}", file=sys.stderr, flush=True)
+        paths = [str(Path(r) / f) for r, f in todo]
+        if processes <= 1:  # in this process (a caller that loaded this script by path cannot spawn workers)
+            results = map(_measure, paths)
+        else:
+            pool = mp.get_context("spawn").Pool(processes, initializer=_init_worker)
+            results = pool.imap(_measure, paths, 4)
+        for i, (key, m) in enumerate(zip(todo, results)):
+            out[key] = m
+            if (i + 1) % 200 == 0:
+                print(f"  {i + 1}/{len(todo)}", file=sys.stderr, flush=True)
+        if processes > 1:
+            pool.close()
         for root in {r for r, _ in todo}:
             arrays = {}
             for (r, f), (reg, rate, chroma) in out.items():

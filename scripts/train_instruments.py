@@ -76,13 +76,20 @@ def clip_features(corpus: pl.DataFrame, features_version: str, processes: int) -
     todo = [(r, f) for r, f in corpus.select("root", "file").iter_rows() if f not in caches[r]]
     if todo:
         t0 = time.time()
-        with mp.get_context("spawn").Pool(processes, initializer=_init_worker) as pool:
-            for i, ((root, file), x) in enumerate(zip(todo, pool.imap(_features_of, [str(Path(r) / f) for r, f in todo],
-                                                                      chunksize=4))):
-                caches[root][file] = x
-                if (i + 1) % 200 == 0:
-                    print(f"  features of {i + 1}/{len(todo)} clips ({time.time() - t0:.0f} s)", file=sys.stderr,
-                          flush=True)
+        paths = [str(Path(r) / f) for r, f in todo]
+        if processes <= 1:  # in this process (a caller that loaded this script by path cannot spawn workers)
+            _init_worker()
+            results = map(_features_of, paths)
+        else:
+            pool = mp.get_context("spawn").Pool(processes, initializer=_init_worker)
+            results = pool.imap(_features_of, paths, chunksize=4)
+        for i, ((root, file), x) in enumerate(zip(todo, results)):
+            caches[root][file] = x
+            if (i + 1) % 200 == 0:
+                print(f"  features of {i + 1}/{len(todo)} clips ({time.time() - t0:.0f} s)", file=sys.stderr,
+                      flush=True)
+        if processes > 1:
+            pool.close()
         for root, cache in caches.items():
             np.savez(Path(root) / f"{features_version}.npz", **cache)
     return [caches[r][f] for r, f in corpus.select("root", "file").iter_rows()]
@@ -194,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="write instruments.safetensors and instruments.json here")
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="feature extraction workers")
-    ap.add_argument("--weight-decay", type=float, default=1e-3)
+    # chosen on the left-out training folds (MuseScore / csound clip mAP, 1,200 clips each): 1e-2 0.687/0.655,
+    # 1e-3 0.733/0.708, 1e-4 0.745/0.723, 0 0.744/0.723
+    ap.add_argument("--weight-decay", type=float, default=1e-4)
     ap.add_argument("--allow-copyleft", action="store_true", help="train on GPL / share-alike renders (experiments)")
     args = ap.parse_args(argv)
 
