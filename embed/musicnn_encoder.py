@@ -26,7 +26,7 @@ WEIGHTS = Path(__file__).resolve().parent / "weights"
 # Tuned on the demo corpus with `scripts/eval_retrieval.py --sweep-temperature`: the best mean mAP over the
 # instrument, tempo and ensemble families. It shapes queries only, so stored vectors do not depend on it.
 TEXT_TEMPERATURE = 0.02
-REVISION = 4  # 4: the instrument recogniser's tags join the space
+REVISION = 5  # 4: the instrument recogniser's tags join the space; 5: each source's block normalised on its own
 INSTRUMENT_PREFIX = "instrument: "  # recogniser tags are named apart from the musicnn tags ("piano" is both)
 WINDOW_SECONDS = 3.0  # musicnn's own input patch: 187 frames of 256 samples at 16 kHz
 # Patches per network call on the CPU. The front-end activations of 4 patches stay in cache, which makes the
@@ -199,6 +199,19 @@ def _centre(v: np.ndarray) -> np.ndarray:
     return v
 
 
+def window_vectors(logits: np.ndarray) -> np.ndarray:
+    """[B, tags] logits → window vectors: each block centred (`_centre`), then the taggers' 100 tags and the
+    recogniser's instruments each scaled to norm 1/sqrt(2), so that a query about tags ranks tracks as it did
+    before the recogniser joined (on the demo corpus "slow music" lost 0.05 AP when one norm spanned both) and an
+    instrument query is not outweighed by how strongly a track's tags fire."""
+    v = _centre(logits)
+    blocks = [(0, min(100, v.shape[-1]))] + ([(100, v.shape[-1])] if v.shape[-1] > 100 else [])
+    for a, b in blocks:
+        norm = np.linalg.norm(v[..., a:b], axis=-1, keepdims=True)
+        v[..., a:b] /= np.maximum(norm, 1e-12) * np.sqrt(len(blocks))
+    return v
+
+
 class InstrumentHead:
     """The recogniser: standardised musicnn features → one logit per instrument (a linear layer)."""
 
@@ -312,12 +325,12 @@ class MusicnnEncoder:
         return self._torch.cat([o[0] for o in outs])[:n], self._torch.cat([o[1] for o in outs])[:n]
 
     def embed_audio(self, windows: np.ndarray) -> np.ndarray:
-        return _centre(self.tag_logits(windows))
+        return window_vectors(self.tag_logits(windows))
 
     def embed_audio_with_tags(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Window vectors and [B, 100] tag probabilities from one model call."""
         logits = self.tag_logits(windows)
-        return _centre(logits), 1.0 / (1.0 + np.exp(-logits))
+        return window_vectors(logits), 1.0 / (1.0 + np.exp(-logits))
 
     @property
     def tag_names(self) -> list[str]:
