@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from tunelens.caption.descriptors import Descriptors
+from tunelens.embed.musicnn_encoder import INSTRUMENT_PREFIX
 from tunelens.index.core.tracks import tag_probs
 
 # Instrument tags of the two musicnn taggers, with the word a caption uses for each.
@@ -30,7 +31,7 @@ VOCAL_TAGS = ("vocal", "vocals", "singing", "voice", "choir", "choral", "female"
               "female vocalist", "opera")
 # The recogniser's classes (`instrument: NAME` tags of the default encoder), with the word a caption uses for each
 # when it differs from the class name; a word shared with a tagger tag (piano, flute...) is one instrument.
-RECOGNISER_PREFIX = "instrument: "
+RECOGNISER_PREFIX = INSTRUMENT_PREFIX
 RECOGNISER_WORDS = {"brass section": "brass", "drum kit": "drums", "string ensemble": "strings",
                     "french horn": "French horn"}
 # A general word a more precise one makes redundant when both are heard.
@@ -82,8 +83,7 @@ class Thresholds:
 CALIBRATION = Path(__file__).parent / "weights" / "calibration.json"
 
 
-def _calibration() -> dict:
-    return json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
+_CALIBRATED = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
 
 
 def calibrated_thresholds(values: dict[str, float | None]) -> Thresholds:
@@ -104,8 +104,8 @@ def caption_thresholds(th: Thresholds) -> Thresholds:
                    tempo_possible=th.tempo_min_confidence, key_possible=th.key_likely)
 
 
-ANSWER_THRESHOLDS = calibrated_thresholds(_calibration().get("answer_thresholds", {}))
-CAPTION_THRESHOLDS = caption_thresholds(calibrated_thresholds(_calibration().get("caption_thresholds", {})))
+ANSWER_THRESHOLDS = calibrated_thresholds(_CALIBRATED.get("answer_thresholds", {}))
+CAPTION_THRESHOLDS = caption_thresholds(calibrated_thresholds(_CALIBRATED.get("caption_thresholds", {})))
 
 
 @dataclass

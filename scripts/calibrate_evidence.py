@@ -24,6 +24,7 @@ import importlib.util
 import json
 import random
 import sys
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,7 @@ BALANCED = {"no vocals"}
 LOWER_IS_SURER = {"absent (tagger)", "absent (recogniser)", "no vocals"}
 
 
+@cache
 def _script(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import sys
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -163,26 +164,27 @@ PROFILES = {  # major, minor; tonic first
     "albrecht-shanahan": ([0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081],
                           [0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052]),
 }
-PC = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "F": 5, "F#": 6, "Gb": 6, "G": 7, "G#": 8,
-      "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11, "Cb": 11, "B#": 0, "E#": 5, "Fb": 4}
+
+
+@cache
+def _script(name: str):
+    """Another script of this folder, loaded by path (scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def parse_key(text: str | None) -> tuple[int, str] | None:
-    if not text:
-        return None
-    tonic, mode = text.replace("-", "b").split()
-    return PC[tonic], mode
+    """(pitch class, mode) of "F# minor", as `eval_captions.py` reads keys; None for no key."""
+    return _script("eval_captions").parse_key(text) if text else None
 
 
 def mirex(est: tuple[int, str], ref: tuple[int, str]) -> float:
-    (e, em), (r, rm) = est, ref
-    if (e, em) == (r, rm):
-        return 1.0
-    if em == rm and (e - r) % 12 in (5, 7):
-        return 0.5
-    if em != rm and ((rm == "major" and e == (r + 9) % 12) or (rm == "minor" and e == (r + 3) % 12)):
-        return 0.3
-    return 0.2 if e == r else 0.0
+    """The MIREX weighted key score, as `eval_captions.py` computes it."""
+    return _script("eval_captions").mirex(est, ref)
 
 
 def learned_profiles(chromas: np.ndarray, keys: list[tuple[int, str]]) -> tuple[list[float], list[float]]:
