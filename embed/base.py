@@ -33,6 +33,7 @@ class AudioTextEncoder(Protocol):
     sample_rate: int
     window_seconds: float
     version: str  # changes whenever the encoder's outputs would change (weights, preprocessing)
+    # optional `vector_blocks`: (start, end) ranges of the vector from different sources, pooled each on its own
 
     def embed_audio(self, windows: np.ndarray) -> np.ndarray:
         """[B, window_seconds*sample_rate] float32 → [B, dim] raw (not normalised) window vectors."""
@@ -61,7 +62,7 @@ class PipelineSpec:
     def for_encoder(cls, encoder: AudioTextEncoder) -> PipelineSpec:
         return cls(model=encoder.name, encoder_version=encoder.version, dim=encoder.dim,
                    sample_rate=encoder.sample_rate, window_seconds=encoder.window_seconds,
-                   hop_seconds=encoder.window_seconds)
+                   hop_seconds=encoder.window_seconds, pooling=pooling_name(getattr(encoder, "vector_blocks", None)))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +80,26 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+Blocks = tuple[tuple[int, int], ...]
+
+
+def normalize_blocks(x: np.ndarray, blocks: Blocks | None = None) -> np.ndarray:
+    """L2-normalise each block of the last axis on its own, scaled by 1/sqrt(number of blocks), so the whole has
+    norm 1 and each source of a vector made of several (an encoder's `vector_blocks`) weighs the same whatever the
+    others do; without blocks, plain L2."""
+    if not blocks:
+        return l2_normalize(x)
+    x = np.array(x, dtype=np.float32, copy=True)
+    for a, b in blocks:
+        x[..., a:b] = l2_normalize(x[..., a:b]) / np.sqrt(len(blocks))
+    return x
+
+
+def pooling_name(blocks: Blocks | None) -> str:
+    """How track vectors are pooled, as the library's pipeline records it."""
+    return "mean-then-l2" if not blocks else "mean-then-l2-per-block:" + ",".join(f"{a}-{b}" for a, b in blocks)
 
 
 def resolve_device(options: EncoderOptions) -> tuple[str, object]:

@@ -20,7 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tunelens.embed.base import EncoderOptions, ModelUnavailableError, l2_normalize, resolve_device
+from tunelens.embed.base import (
+    Blocks,
+    EncoderOptions,
+    ModelUnavailableError,
+    l2_normalize,
+    normalize_blocks,
+    resolve_device,
+)
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 # Tuned on the demo corpus with `scripts/eval_retrieval.py --sweep-temperature`: the best mean mAP over the
@@ -199,25 +206,25 @@ def _centre(v: np.ndarray) -> np.ndarray:
     return v
 
 
+def vector_blocks(dim: int) -> Blocks | None:
+    """The taggers' 100 tags and the recogniser's instruments: two sources, each normalised on its own, so that a
+    query about tags ranks tracks exactly as before the recogniser joined and an instrument query is not outweighed
+    by how strongly a track's tags fire."""
+    return ((0, 100), (100, dim)) if dim > 100 else None
+
+
 def window_vectors(logits: np.ndarray) -> np.ndarray:
-    """[B, tags] logits → window vectors: each block centred (`_centre`), then the taggers' 100 tags and the
-    recogniser's instruments each scaled to norm 1/sqrt(2), so that a query about tags ranks tracks as it did
-    before the recogniser joined (on the demo corpus "slow music" lost 0.05 AP when one norm spanned both) and an
-    instrument query is not outweighed by how strongly a track's tags fire."""
-    v = _centre(logits)
-    blocks = [(0, min(100, v.shape[-1]))] + ([(100, v.shape[-1])] if v.shape[-1] > 100 else [])
-    for a, b in blocks:
-        norm = np.linalg.norm(v[..., a:b], axis=-1, keepdims=True)
-        v[..., a:b] /= np.maximum(norm, 1e-12) * np.sqrt(len(blocks))
-    return v
+    """[B, tags] logits → window vectors: each block centred (`_centre`) and normalised (`vector_blocks`)."""
+    return normalize_blocks(_centre(logits), vector_blocks(logits.shape[-1]))
 
 
 class InstrumentHead:
-    """The recogniser: standardised musicnn features → one logit per instrument (a linear layer)."""
+    """The recogniser: standardised musicnn features → one hidden ReLU layer → one logit per instrument."""
 
     def __init__(self, state: dict[str, np.ndarray]):
         self.mean, self.std = state["mean"], state["std"]
         self.weight, self.bias = state["weight"], state["bias"]
+        self.hidden = (state["hidden_weight"], state["hidden_bias"]) if "hidden_weight" in state else None
 
     @classmethod
     def load(cls, random_seed: int | None = None) -> InstrumentHead:
@@ -237,6 +244,8 @@ class InstrumentHead:
         (a BLAS matrix product picks its kernel by batch size), so a window's logits never depend on the
         windows beside it."""
         z = ((features - self.mean) / self.std).astype(np.float32)
+        if self.hidden is not None:
+            z = np.maximum(np.einsum("bi,ij->bj", z, self.hidden[0]) + self.hidden[1], 0.0).astype(np.float32)
         return (np.einsum("bi,ij->bj", z, self.weight) + self.bias).astype(np.float32)
 
 
@@ -279,6 +288,7 @@ class MusicnnEncoder:
         self.version = f"musicnn-r{REVISION}-{'random' if arg else fingerprint.hexdigest()}"
         self.text_temperature = TEXT_TEMPERATURE
         self.dim = len(tag_names()) if with_head else 100
+        self.vector_blocks = vector_blocks(self.dim)
         self.sample_rate = SR
         self.window_seconds = WINDOW_SECONDS
         self._torch = torch

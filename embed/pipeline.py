@@ -148,7 +148,8 @@ def embed_stream(
             starts = np.array(p.starts, dtype=np.float64) / sr
             ends = np.minimum(starts + encoder.window_seconds, a.duration)
             emb = TrackEmbedding(
-                pool_track(raw), l2_normalize(raw), starts, ends, a.duration, a.source_rate, a.channels,
+                pool_track(raw, getattr(encoder, "vector_blocks", None)), l2_normalize(raw), starts, ends, a.duration,
+                a.source_rate, a.channels,
                 np.concatenate(tags).mean(axis=0) if tags else None, p.quality,
             )
             p.audio = p.windows = None

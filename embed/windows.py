@@ -4,14 +4,15 @@
 - When the track does not divide evenly, one last window is aligned to the track's end, so every window is
   real audio and the whole track is covered (the last two windows overlap).
 - A track shorter than one window is repeated (tiled) until it fills one window.
-- The track vector is the mean of the raw window vectors, then L2-normalised; stored window vectors are
-  L2-normalised individually.
+- The track vector is the mean of the raw window vectors, then L2-normalised (block by block for an encoder
+  whose vector is made of several sources: `vector_blocks`); stored window vectors are L2-normalised
+  individually.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from tunelens.embed.base import l2_normalize
+from tunelens.embed.base import Blocks, normalize_blocks
 
 
 def window_starts(n_samples: int, window: int, hop: int | None = None) -> list[int]:
@@ -35,5 +36,5 @@ def make_windows(samples: np.ndarray, window: int, hop: int | None = None) -> tu
     return np.stack([samples[s:s + window] for s in starts]).astype(np.float32), starts
 
 
-def pool_track(window_vectors: np.ndarray) -> np.ndarray:
-    return l2_normalize(np.asarray(window_vectors, dtype=np.float32).mean(axis=0))
+def pool_track(window_vectors: np.ndarray, blocks: Blocks | None = None) -> np.ndarray:
+    return normalize_blocks(np.asarray(window_vectors, dtype=np.float32).mean(axis=0), blocks)

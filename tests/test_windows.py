@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from tunelens.embed.windows import make_windows, pool_track, window_starts
 
@@ -29,3 +30,17 @@ def test_pooling_is_mean_of_raw_vectors_then_l2():
     v = pool_track(raw)
     assert np.allclose(v, np.array([1.5, 0.5]) / np.linalg.norm([1.5, 0.5]))
     assert np.isclose(np.linalg.norm(v), 1.0)
+
+
+def test_pooling_by_blocks_keeps_each_source_at_equal_weight():
+    rng = np.random.default_rng(0)
+    raw = rng.standard_normal((5, 8)).astype(np.float32)
+    raw[:, 6:] *= 100.0  # a second source of much larger scale
+    v = pool_track(raw, ((0, 6), (6, 8)))
+    assert np.linalg.norm(v) == pytest.approx(1.0, abs=1e-6)
+    assert np.linalg.norm(v[:6]) == pytest.approx(np.linalg.norm(v[6:]), abs=1e-6)
+    # a query on the first source ranks tracks by that source alone, whatever the second does
+    other = raw.copy()
+    other[:, 6:] = rng.standard_normal((5, 2)) * 0.01
+    w = pool_track(other, ((0, 6), (6, 8)))
+    assert np.allclose(v[:6], w[:6], atol=1e-6)
