@@ -2,11 +2,11 @@
 
 Every judgement carries a strength: "clear" (stated plainly), "likely" (stated with a hedge), "possible"
 (the best reading of weak evidence: given only when asked, with a low confidence) or absent (not stated).
-For each kind of fact, "clear" and "likely" start at the score above which the statement was right at least 95%
-and 80% of the time on development-corpus soundfonts the recogniser was not trained on
+For each kind of fact, "clear" and "likely" start at the score down to which the statements of that strength were
+right at least 95% and 80% of the time on development-corpus soundfonts the recogniser was not trained on
 (`scripts/calibrate_evidence.py` writes `weights/calibration.json`); "possible" (answers only) at 50%.
-Captions state facts unprompted and several at once, so `CAPTION_THRESHOLDS` asks 99% for a plain statement
-and 97% for a hedged one, has no "possible" level, and no genre or mood (no corpus of ours can check them; the
+Captions state facts unprompted and several at once, so `CAPTION_THRESHOLDS` asks 98% for a plain statement
+and 95% for a hedged one, has no "possible" level, and no genre or mood (no corpus of ours can check them; the
 description lists them as tag readings). Answers to a question (`ANSWER_THRESHOLDS`) carry their confidence.
 """
 from __future__ import annotations
