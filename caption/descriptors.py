@@ -102,7 +102,7 @@ def tempo_candidates(onset_envs: np.ndarray, onset_rate: float = 0.0, sr: int = 
         if all(abs(lag / u - 1) > 0.02 for u in unique):
             unique.append(lag)
     best = max(_at(acf, lag) for lag in unique)
-    regs = [acfs[i] if i < len(acfs) else acf for i in range(4)] if len(acfs) == 4 else [acf] * 4
+    regs = list(acfs) if len(acfs) == 4 else [acf] * 4  # a silent register was dropped: use the mean for all
     out = []
     for lag in unique:
         bpm = 60.0 * fps / lag
@@ -203,10 +203,10 @@ def loudness(data: np.ndarray, sr: int) -> tuple[float | None, float | None]:
     return (integrated if np.isfinite(integrated) else None), lra
 
 
-def pulse_and_pitch(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
+def pulse_and_pitch(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """What tempo and key are measured from, for mono audio at `ANALYSIS_SR`: (magnitude STFT, onset strength per
-    register [4, frames], onsets per second, mean chroma [12], onset envelope); `scripts/train_descriptors.py`
-    caches these to fit the tempo choice and key profiles."""
+    register [4, frames], onsets per second, mean chroma [12]); `scripts/train_descriptors.py` caches the last
+    three to fit the key model and compare tempo choices."""
     import librosa
 
     stft = np.abs(librosa.stft(y, n_fft=2048, hop_length=HOP))
@@ -214,7 +214,7 @@ def pulse_and_pitch(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.nd
     onset_env = librosa.onset.onset_strength(S=mel_db, sr=ANALYSIS_SR, hop_length=HOP)
     registers = librosa.onset.onset_strength_multi(S=mel_db, sr=ANALYSIS_SR, hop_length=HOP, channels=TEMPO_REGISTERS)
     onsets = librosa.onset.onset_detect(onset_envelope=onset_env, sr=ANALYSIS_SR, hop_length=HOP)
-    return stft, registers, len(onsets) / max(len(y) / ANALYSIS_SR, 1e-3), key_chroma(y), onset_env
+    return stft, registers, len(onsets) / max(len(y) / ANALYSIS_SR, 1e-3), key_chroma(y)
 
 
 def analyse_samples(data: np.ndarray, sr: int) -> Descriptors:
@@ -225,7 +225,7 @@ def analyse_samples(data: np.ndarray, sr: int) -> Descriptors:
 
     lufs, lra = loudness(data, sr)
     y = to_mono_resampled(data, sr, ANALYSIS_SR)
-    stft, registers, onset_rate, chroma_mean, _ = pulse_and_pitch(y)
+    stft, registers, onset_rate, chroma_mean = pulse_and_pitch(y)
     bpm, bpm_conf = tempo(registers, onset_rate)
     k, k_conf = key(chroma_mean)
     centroid = librosa.feature.spectral_centroid(S=stft, sr=ANALYSIS_SR)[0]

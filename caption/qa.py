@@ -28,7 +28,7 @@ SYNONYMS = {"violins": "violin", "string": "strings", "string section": "strings
             "french horn": "French horn", "horns": "brass", "bass guitar": "electric bass",
             "upright bass": "double bass", "contrabass": "double bass", "kettle drums": "timpani",
             "rhodes": "electric piano", "trumpets": "trumpet", "trombones": "trombone", "clarinets": "clarinet",
-            "overdriven guitar": "distorted guitar", "synth pad": "synth pad", "vibes": "vibraphone",
+            "overdriven guitar": "distorted guitar", "vibes": "vibraphone",
             "bells": "glockenspiel"}
 
 

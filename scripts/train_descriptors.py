@@ -40,7 +40,7 @@ def _measure(path: str) -> tuple[np.ndarray, float, np.ndarray]:
     from tunelens.embed.audio import read_audio, to_mono_resampled
 
     data, sr = read_audio(path)
-    _, registers, onset_rate, chroma, _ = pulse_and_pitch(to_mono_resampled(data.astype(np.float32), sr, ANALYSIS_SR))
+    _, registers, onset_rate, chroma = pulse_and_pitch(to_mono_resampled(data.astype(np.float32), sr, ANALYSIS_SR))
     return registers.astype(np.float32), float(onset_rate), chroma.astype(np.float32)
 
 
