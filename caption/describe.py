@@ -14,7 +14,7 @@ from tunelens.caption.base import Caption
 from tunelens.caption.evidence import ANSWER_THRESHOLDS, CAPTION_THRESHOLDS, Evidence, Thresholds
 
 NAME = "describe"
-VERSION = "describe-4"  # 4: the recogniser's instruments; caption thresholds at measured precision; no genre/mood
+VERSION = "describe-5"  # 4: recogniser instruments, calibrated thresholds, no genre/mood; 5: "likely with singing"
 
 
 def _pick(options: list[str], seed: int, slot: int) -> str:
@@ -84,7 +84,7 @@ class DescribeCaptioner:
             if voc.value and voc.strength == "clear":
                 s1 += _pick([", with singing", ", with voices"], seed, 3)
             elif voc.value:
-                s1 += ", possibly with vocals"
+                s1 += ", likely with singing"
             elif voc.strength == "clear":
                 s1 += _pick([", instrumental", " with no vocals"], seed, 3)
         s1 += "."

@@ -9,11 +9,12 @@ For every clip it rebuilds the evidence a library would hold (musicnn tag probab
 recogniser's probabilities, tempo and key) and lists every statement a caption or answer could make, each with
 its score and whether the ground truth agrees. On the calibration soundfonts the recogniser's probabilities come
 from heads trained without that soundfont (leave-one-soundfont-out), so they are as unsure as on music it never
-heard. For each kind of fact and strength the threshold is the lowest score down to which the statements of that band
-(above it, below the stronger strength's threshold) were right at least 95% ("clear"), 80% ("likely") or 50%
-("possible") of the time for answers, 98% and 95% for captions (which state several facts at once), with at
-least `MIN_SUPPORT` statements; a kind that never gets there is never stated at that strength. "Instrumental"
-is weighted as if half the clips had singing (`BALANCED`). The reliability
+heard; the key probabilities likewise come from key models fitted without it. For each kind of fact and strength
+the threshold is the lowest score down to which the statements of that band (above it, below the stronger
+strength's threshold) were right at least 95% ("clear"), 80% ("likely") or 50% ("possible") of the time for
+answers, 98% and 95% for captions (which state several facts at once), with at least `MIN_SUPPORT` statements; a
+kind that never gets there is never stated at that strength. "Instrumental" is weighted as if half the clips had
+singing (`BALANCED`). The reliability
 table, the share of captions with a contradicted statement and QA accuracy are then measured on the other
 soundfonts (never trained on, never calibrated on), one by one, with the shipped recogniser.
 `--write` stores the thresholds and these figures in `caption/weights/calibration.json`.
@@ -79,7 +80,7 @@ def build_evidence(corpus: pl.DataFrame, calibrate_on: list[str]) -> list:
     from tunelens.caption.descriptors import key, tempo
     from tunelens.caption.evidence import RECOGNISER_PREFIX, Evidence
     from tunelens.embed import EncoderOptions
-    from tunelens.embed.musicnn_encoder import InstrumentHead, MusicnnEncoder, instrument_classes, tag_names
+    from tunelens.embed.musicnn_encoder import WEIGHTS, InstrumentHead, MusicnnEncoder, instrument_classes, tag_names
     from tunelens.index.core.schema import Descriptors
 
     ti, td = _script("train_instruments"), _script("train_descriptors")
@@ -89,22 +90,32 @@ def build_evidence(corpus: pl.DataFrame, calibrate_on: list[str]) -> list:
     classes = list(instrument_classes())
     labels = np.array([[c in set(names) for c in classes] for names in corpus["instruments"]], np.float32)
     fonts = np.array(corpus["soundfont"].to_list())
+    # the left-out heads are trained as the shipped one was: with its augmented copies of each clip
+    copies = json.loads((WEIGHTS / "instruments.json").read_text()).get("augment", {}).get("copies", 0)
     heads = {}
     for s in calibrate_on:
         rows = [i for i, f in enumerate(fonts) if f in calibrate_on and f != s]
-        x, y = ti.windows_and_labels([feats[i] for i in rows], labels[rows])
+        train = corpus[rows]
+        augmented = [ti.clip_features(train, version, 1, c) for c in range(1, copies + 1)]
+        x, y = ti.windows_and_labels([w for k, i in enumerate(rows) for w in [feats[i], *(a[k] for a in augmented)]],
+                                     np.repeat(labels[rows], 1 + copies, axis=0))
         heads[s] = InstrumentHead(ti.train_head(x, y))
+    keys = [td.parse_key(k) for k in corpus["key"]]
+    key_models = {}
+    for s in calibrate_on:
+        rows = [i for i, f in enumerate(fonts) if f in calibrate_on and f != s and keys[i] is not None]
+        key_models[s] = td.fit_key_model(np.stack([meas[i][3] for i in rows]), [keys[i] for i in rows])
     shipped = InstrumentHead.load()
     names = tag_names()[:100]
     out = []
-    for i, (f, (reg, rate, chroma)) in enumerate(zip(feats, meas)):
+    for i, (f, (reg, rate, harmony, chroma)) in enumerate(zip(feats, meas)):
         head = heads.get(fonts[i], shipped)
         probs = 1 / (1 + np.exp(-f[:, :100]))
         rec = 1 / (1 + np.exp(-head.logits(f)))
         tags = {n: float(p) for n, p in zip(names, probs.mean(axis=0))}
         tags.update({RECOGNISER_PREFIX + c: float(p) for c, p in zip(classes, rec.mean(axis=0))})
-        bpm, conf = tempo(reg, rate)
-        k, margin = key(chroma)
+        bpm, conf = tempo(reg, rate, harmony)
+        k, margin = key(chroma, key_models.get(fonts[i]))
         d = Descriptors(duration=10.0, tempo_bpm=bpm, tempo_confidence=conf, key=k, key_confidence=margin,
                         loudness_lufs=None, loudness_range_lu=None, brightness_hz=0.0, onset_rate=rate)
         out.append(Evidence(d, tags))

@@ -1,7 +1,12 @@
-"""Train the instrument recogniser: a multi-label linear head on the frozen musicnn features (each tagger's 50 logits
-and 200-d penultimate layer per 3 s window), from development-corpus renders (`scripts/make_dev_corpus.py`).
+"""Train the instrument recogniser: a multi-label head (one hidden layer) on the frozen musicnn features (each
+tagger's 50 logits and 200-d penultimate layer per 3 s window), from development-corpus renders
+(`scripts/make_dev_corpus.py`).
 
-    python scripts/train_instruments.py CORPUS [CORPUS ...] --train musescore,csound [--out embed/weights]
+    python scripts/train_instruments.py CORPUS [CORPUS ...] --train musescore,csound [--augment 2] [--out embed/weights]
+
+`--augment N` adds N copies of every training clip passed through a random recording chain (`augment`: EQ,
+low-pass, level and saturation, pink noise), so the head learns the instrument rather than one soundfont's sound:
+on the left-out training folds (clip mAP MuseScore / csound) none 0.766/0.765, one copy 0.811/0.774, two 0.814/0.789.
 
 Every corpus folder's clips are read with their ground truth; features are cached beside them. Evaluation is
 always on soundfonts left out of training: each training soundfont in turn is left out (the head is trained on
@@ -53,45 +58,109 @@ def _init_worker() -> None:
     _worker_encoder = MusicnnEncoder("", EncoderOptions(device="cpu"), with_head=False)
 
 
-def _features_of(path: str) -> np.ndarray:
+AUGMENT_VERSION = "a1"  # bump when augment() changes: the cached features of augmented copies are keyed by it
+
+
+def _biquad(kind: str, freq: float, gain_db: float, q: float, sr: int) -> np.ndarray:
+    """One second-order section (RBJ audio-EQ cookbook): a peaking, low-shelf or high-shelf filter, or a low-pass."""
+    a = 10 ** (gain_db / 40)
+    w = 2 * np.pi * freq / sr
+    alpha = np.sin(w) / (2 * q)
+    c = np.cos(w)
+    if kind == "peak":
+        b = [1 + alpha * a, -2 * c, 1 - alpha * a]
+        den = [1 + alpha / a, -2 * c, 1 - alpha / a]
+    elif kind in ("lowshelf", "highshelf"):
+        sign = 1 if kind == "lowshelf" else -1
+        sq = 2 * np.sqrt(a) * alpha
+        b = [a * ((a + 1) - sign * (a - 1) * c + sq), sign * 2 * a * ((a - 1) - sign * (a + 1) * c),
+             a * ((a + 1) - sign * (a - 1) * c - sq)]
+        den = [(a + 1) + sign * (a - 1) * c + sq, -sign * 2 * ((a - 1) + sign * (a + 1) * c),
+               (a + 1) + sign * (a - 1) * c - sq]
+    else:  # lowpass
+        b = [(1 - c) / 2, 1 - c, (1 - c) / 2]
+        den = [1 + alpha, -2 * c, 1 - alpha]
+    return np.array(b + den) / den[0]
+
+
+def augment(samples: np.ndarray, sr: int, seed: int) -> np.ndarray:
+    """The same music as a different recording chain would hand it over, so the head learns the instrument rather
+    than one soundfont's sound (the renders already vary the room): a random EQ (two peaks and a shelf, up to
+    ±9 dB), sometimes a low-pass (an old or band-limited recording), level from -20 to +6 dB with soft
+    saturation when driven hot (mastering), and pink noise 25-50 dB below the music. Deterministic in `seed`."""
+    from scipy.signal import sosfilt
+
+    rng = np.random.default_rng(seed)
+    sos = [_biquad("peak", float(np.exp(rng.uniform(np.log(80), np.log(6000)))), float(rng.uniform(-9, 9)),
+                   float(rng.uniform(0.5, 2.0)), sr) for _ in range(2)]
+    shelf = "lowshelf" if rng.random() < 0.5 else "highshelf"
+    sos.append(_biquad(shelf, float(rng.uniform(150, 300) if shelf == "lowshelf" else rng.uniform(2500, 5000)),
+                       float(rng.uniform(-8, 8)), 0.7, sr))
+    if rng.random() < 0.25:
+        sos.append(_biquad("lowpass", float(rng.uniform(3000, 0.45 * sr)), 0.0, 0.7, sr))
+    y = sosfilt(np.stack(sos), samples.astype(np.float64))
+    peak = float(np.max(np.abs(y))) or 1.0
+    y = y / peak * 10 ** (rng.uniform(-20, 6) / 20)
+    if np.max(np.abs(y)) > 1:
+        y = np.tanh(y)
+    white = rng.standard_normal(len(y))
+    spectrum = np.fft.rfft(white)
+    spectrum[1:] /= np.sqrt(np.arange(1, len(spectrum)))  # 1/f power: pink
+    pink = np.fft.irfft(spectrum, len(y))
+    rms = float(np.sqrt(np.mean(y ** 2))) or 1e-6
+    pink *= rms * 10 ** (-rng.uniform(25, 50) / 20) / (float(np.sqrt(np.mean(pink ** 2))) or 1.0)
+    return (y + pink).astype(np.float32)
+
+
+def _features_of(job: tuple[str, int | None]) -> np.ndarray:
     from tunelens.embed.audio import decoded, read_audio
     from tunelens.embed.windows import make_windows
 
+    path, seed = job
     enc = _worker_encoder
     data, sr = read_audio(path)
-    windows, _ = make_windows(decoded(data, sr, enc.sample_rate).samples,
-                              int(round(enc.window_seconds * enc.sample_rate)))
+    samples = decoded(data, sr, enc.sample_rate).samples
+    if seed is not None:
+        samples = augment(samples, enc.sample_rate, seed)
+    windows, _ = make_windows(samples, int(round(enc.window_seconds * enc.sample_rate)))
     return enc.features(windows).astype(np.float32)
 
 
-def clip_features(corpus: pl.DataFrame, features_version: str, processes: int) -> list[np.ndarray]:
-    """[windows, 500] features of every clip, computed in one-thread worker processes and cached per corpus
-    folder (`<features version>.npz`), so a second run only trains."""
+def _augment_seed(file: str, copy: int) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{file}|{copy}".encode(), digest_size=4).digest(), "little")
+
+
+def clip_features(corpus: pl.DataFrame, features_version: str, processes: int, copy: int = 0) -> list[np.ndarray]:
+    """[windows, 500] features of every clip (`copy` > 0: of its copy-th augmented version), computed in
+    one-thread worker processes and cached per corpus folder (`<features version>[-<augment version>-<copy>].npz`),
+    so a second run only trains."""
     import multiprocessing as mp
 
+    name = features_version + (f"-{AUGMENT_VERSION}-{copy}" if copy else "")
     caches: dict[str, dict] = {}
     for root in corpus["root"].unique().to_list():
-        path = Path(root) / f"{features_version}.npz"
+        path = Path(root) / f"{name}.npz"
         caches[root] = dict(np.load(path)) if path.exists() else {}
     todo = [(r, f) for r, f in corpus.select("root", "file").iter_rows() if f not in caches[r]]
     if todo:
         t0 = time.time()
-        paths = [str(Path(r) / f) for r, f in todo]
+        jobs = [(str(Path(r) / f), _augment_seed(f, copy) if copy else None) for r, f in todo]
         if processes <= 1:  # in this process (a caller that loaded this script by path cannot spawn workers)
             _init_worker()
-            results = map(_features_of, paths)
+            results = map(_features_of, jobs)
         else:
             pool = mp.get_context("spawn").Pool(processes, initializer=_init_worker)
-            results = pool.imap(_features_of, paths, chunksize=4)
+            results = pool.imap(_features_of, jobs, chunksize=4)
         for i, ((root, file), x) in enumerate(zip(todo, results)):
             caches[root][file] = x
             if (i + 1) % 200 == 0:
-                print(f"  features of {i + 1}/{len(todo)} clips ({time.time() - t0:.0f} s)", file=sys.stderr,
-                      flush=True)
+                print(f"  features of {i + 1}/{len(todo)} clips{' (augmented)' if copy else ''} "
+                      f"({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
         if processes > 1:
             pool.close()
         for root, cache in caches.items():
-            np.savez(Path(root) / f"{features_version}.npz", **cache)
+            if cache:
+                np.savez(Path(root) / f"{name}.npz", **cache)
     return [caches[r][f] for r, f in corpus.select("root", "file").iter_rows()]
 
 
@@ -219,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     # chosen on the left-out training folds (MuseScore / csound clip mAP, 1,200 clips each): 1e-2 0.687/0.655,
     # 1e-3 0.733/0.708, 1e-4 0.745/0.723, 0 0.744/0.723
     ap.add_argument("--weight-decay", type=float, default=1e-4)
+    ap.add_argument("--augment", type=int, default=2,
+                    help="augmented copies of each training clip (EQ, level, saturation, noise) beside the clean one")
     ap.add_argument("--allow-copyleft", action="store_true", help="train on GPL / share-alike renders (experiments)")
     args = ap.parse_args(argv)
 
@@ -238,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     encoder = MusicnnEncoder("", EncoderOptions(device="cpu"), with_head=False)
     print(f"{len(corpus)} clips, {len(classes)} classes; computing musicnn features", file=sys.stderr)
     feats = clip_features(corpus, encoder.features_version, args.processes)
+    train_rows = corpus.with_row_index("row").filter(pl.col("soundfont").is_in(train_fonts))
+    augmented: dict[int, list[np.ndarray]] = {i: [] for i in train_rows["row"].to_list()}
+    for copy in range(1, args.augment + 1):
+        for i, x in zip(train_rows["row"].to_list(), clip_features(train_rows.drop("row"), encoder.features_version,
+                                                                   args.processes, copy)):
+            augmented[i].append(x)
     meta = tag_metadata()["models"]
     names = list(meta["MTT"]["labels"]) + list(meta["MSD"]["labels"])
     tag_index = {n: i for i, n in enumerate(names)}
@@ -247,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     by_font = {s: [i for i, f in enumerate(fonts) if f == s] for s in sorted(set(fonts))}
 
     def fit(rows: list[int]) -> dict:
-        x, y = windows_and_labels([feats[i] for i in rows], labels[rows])
+        x, y = windows_and_labels([f for i in rows for f in [feats[i], *augmented.get(i, [])]],
+                                  np.repeat(labels[rows], 1 + args.augment, axis=0))
         return train_head(x, y, args.epochs, args.weight_decay, args.hidden)
 
     def score(head: dict, rows: list[int]) -> pl.DataFrame:
@@ -274,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         data_hash = hashlib.blake2b(digest_size=8)
         for i in sorted(i for s in train_fonts for i in by_font[s]):
-            data_hash.update(feats[i].tobytes())
+            for x in [feats[i], *augmented[i]]:
+                data_hash.update(x.tobytes())
         save_file({k: np.ascontiguousarray(v) for k, v in final.items()}, str(args.out / "instruments.safetensors"))
         (args.out / "instruments.safetensors").chmod(0o644)
         corpora = {}
@@ -286,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             "classes": classes, "features": "musicnn MTT+MSD logits (100) and penultimate layers (400) per 3 s window",
             "trained_on": train_fonts, "soundfont_licences": dict(licences), "feature_hash": data_hash.hexdigest(),
             "features_version": encoder.features_version, "epochs": args.epochs, "weight_decay": args.weight_decay,
-            "hidden": args.hidden,
+            "hidden": args.hidden, "augment": {"copies": args.augment, "version": AUGMENT_VERSION},
             "clips": {s: len(by_font[s]) for s in by_font}, "corpora": corpora,
             "scores": "music21's corpus (Bach chorales, Haydn and Mozart quartet movements, Joplin, Corelli)",
             "recipe": "scripts/train_instruments.py " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -58,6 +58,35 @@ def test_tempo_of_a_click_track(bpm):
     assert d.tempo_confidence > 0.3
 
 
+def chorale(bpm: float, seconds: float = 30.0) -> np.ndarray:
+    """A chord on every beat, and over it a melody in eighth notes (the chord's third, then its fifth)."""
+    def tone(midi: int, n: int, amp: float) -> np.ndarray:
+        t = np.arange(n) / SR
+        f = 440.0 * 2 ** ((midi - 69) / 12)
+        return amp * np.exp(-3 * t) * sum(a * np.sin(2 * np.pi * f * h * t) for h, a in ((1, 1.0), (2, 0.4), (3, 0.2)))
+
+    progression = [(48, 52, 55), (53, 57, 60), (55, 59, 62), (48, 52, 55), (57, 60, 64), (50, 53, 57), (55, 59, 62)]
+    beat = 60.0 / bpm
+    y = np.zeros(int(seconds * SR))
+    for b, t in enumerate(np.arange(0, seconds - beat, beat)):
+        chord, s, n = progression[b % len(progression)], int(t * SR), int(beat * SR)
+        for m in chord:
+            y[s:s + n] += tone(m, n, 0.3)
+        for e in range(2):
+            y[s + e * (n // 2):s + (e + 1) * (n // 2)] += tone(chord[1 + e] + 12, n // 2, 0.5)
+    return (0.2 * y / np.abs(y).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("bpm", [66.0, 72.0])
+def test_tempo_follows_harmonic_rhythm(bpm):
+    """The eighth notes make the strongest pulse; the chords changing on the beat decide for the beat."""
+    from tunelens.caption.descriptors import pulse_and_pitch, tempo
+
+    _, registers, onset_rate, harmony, _ = pulse_and_pitch(chorale(bpm))
+    assert tempo(registers, onset_rate)[0] == pytest.approx(2 * bpm, rel=0.04)  # onsets alone: twice too fast
+    assert tempo(registers, onset_rate, harmony)[0] == pytest.approx(bpm, rel=0.04)
+
+
 @pytest.mark.parametrize("tonic,minor,name", [(62, False, "D major"), (69, True, "A minor"), (67, False, "G major")])
 def test_key_of_a_cadence(tonic, minor, name):
     assert analyse_samples(chords(tonic, minor)[:, None], SR).key == name

@@ -84,7 +84,8 @@ def test_the_wheel_holds_only_the_tunelens_package_and_its_weights(tmp_path):
                    "tunelens/index/vectors/faiss_module.py", "tunelens/embed/weights/musicnn_MTT.safetensors",
                    "tunelens/embed/weights/musicnn_MSD.safetensors", "tunelens/embed/weights/musicnn_tags.json",
                    "tunelens/embed/weights/instruments.safetensors", "tunelens/embed/weights/instruments.json",
-                   "tunelens/caption/weights/descriptors.json", "tunelens/caption/weights/calibration.json"):
+                   "tunelens/caption/weights/descriptors.json", "tunelens/caption/weights/key_model.safetensors",
+                   "tunelens/caption/weights/calibration.json"):
         assert needed in names, needed
     assert not [n for n in names if re.match(r"tunelens/(tests|scripts|demo)/|tunelens/[^/]+\.(md|toml)$", n)]
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()

@@ -1,0 +1,81 @@
+"""The training scripts' building blocks: augmentation and the key model are deterministic and do their job."""
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+from conftest import load_script
+
+script = cache(load_script)
+
+
+def test_augmentation_is_deterministic_and_changes_the_sound():
+    augment = script("train_instruments").augment
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    y = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 2 * t))).astype(np.float32)
+    a, b, c = augment(y, sr, 7), augment(y, sr, 7), augment(y, sr, 8)
+    assert a.shape == y.shape and a.dtype == np.float32 and np.isfinite(a).all()
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    assert np.abs(a).max() <= 1.01  # driven hot, it saturates rather than clips past full scale
+    # noise stays well below the music: the tone still dominates the spectrum
+    spectrum = np.abs(np.fft.rfft(a))
+    assert abs(np.argmax(spectrum) * sr / len(a) - 440) < 2
+
+
+def test_key_model_learns_keys_and_is_deterministic():
+    """Chroma of 24 keys (scale degrees weighted like a key profile, with noise) → the fitted network finds the key
+    of new noisy chroma, and two fits on the same data give the same weights."""
+    from tunelens.caption.descriptors import key
+
+    td = script("train_descriptors")
+    rng = np.random.default_rng(0)
+    major = np.array([5, 0, 3, 0, 4, 3, 0, 5, 0, 3, 0, 2], float)
+    minor = np.array([5, 0, 3, 4, 0, 3, 0, 5, 3, 0, 2, 1], float)
+
+    def sample(tonic: int, mode: str) -> np.ndarray:
+        profile = np.roll(major if mode == "major" else minor, tonic)
+        return np.stack([profile + rng.normal(0, 1.0, 12) + 2 for _ in range(3)])
+
+    keys = [(t, m) for t in range(12) for m in ("major", "minor")] * 6
+    chromas = np.stack([sample(t, m) for t, m in keys])
+    model = td.fit_key_model(chromas, keys)
+    again = td.fit_key_model(chromas, keys)
+    for name in model:
+        np.testing.assert_array_equal(model[name], again[name])
+    names = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+    test = [(t, m) for t in range(12) for m in ("major", "minor")]
+    right = [key(sample(t, m), model)[0] == f"{names[t]} {m}" for t, m in test]
+    assert np.mean(right) >= 0.9
+
+
+@pytest.mark.slow
+def test_training_runs_end_to_end_on_a_rendered_slice(tmp_path):
+    """Render a few clips, train a recogniser on them and their augmented copies, fit the descriptors: the scripts
+    run from nothing, cache what they computed and write weights the encoder loads."""
+    pytest.importorskip("music21", reason="the demo extra renders the corpus")
+    from tunelens.embed.musicnn_encoder import InstrumentHead
+
+    corpus = tmp_path / "timgm6mb"
+    assert script("make_dev_corpus").main([str(corpus), "--soundfonts", "timgm6mb", "--clips", "8", "--seconds", "4",
+                                           "--pieces", "4"]) == 0
+    out = tmp_path / "weights"
+    out.mkdir()
+    args = [str(corpus), "--train", "timgm6mb", "--allow-copyleft", "--epochs", "3", "--augment", "1",
+            "--processes", "1", "--out", str(out)]
+    assert script("train_instruments").main(args) == 0
+    cached = sorted(p.name for p in corpus.glob("musicnn-features-*.npz"))
+    assert len(cached) == 2 and any(n.endswith(f"-{script('train_instruments').AUGMENT_VERSION}-1.npz") for n in cached)
+    from safetensors.numpy import load_file
+
+    head = InstrumentHead(load_file(str(out / "instruments.safetensors")))
+    assert head.weight.shape[0] == 256 and head.hidden is not None
+    td = script("train_descriptors")
+    assert td.main([str(corpus), "--train", "timgm6mb", "--processes", "1"]) == 0
+    assert (corpus / f"analysis-{td.MEASURE_VERSION}.npz").exists()
+    table = td.load([corpus], None)
+    meas = td.measurements(table, 1)  # from the cache now
+    registers, rate, harmony, chroma = meas[0]
+    assert registers.shape[0] == 4 and chroma.shape == (3, 12) and harmony.ndim == 1 and rate >= 0
