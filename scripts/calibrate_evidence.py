@@ -92,14 +92,12 @@ def build_evidence(corpus: pl.DataFrame, calibrate_on: list[str]) -> list:
     fonts = np.array(corpus["soundfont"].to_list())
     # the left-out heads are trained as the shipped one was: with its augmented copies of each clip
     copies = json.loads((WEIGHTS / "instruments.json").read_text()).get("augment", {}).get("copies", 0)
+    augmented = ti.augmented_features(corpus, [i for i, f in enumerate(fonts) if f in calibrate_on], version, 1,
+                                      copies)
     heads = {}
     for s in calibrate_on:
         rows = [i for i, f in enumerate(fonts) if f in calibrate_on and f != s]
-        train = corpus[rows]
-        augmented = [ti.clip_features(train, version, 1, c) for c in range(1, copies + 1)]
-        x, y = ti.windows_and_labels([w for k, i in enumerate(rows) for w in [feats[i], *(a[k] for a in augmented)]],
-                                     np.repeat(labels[rows], 1 + copies, axis=0))
-        heads[s] = InstrumentHead(ti.train_head(x, y))
+        heads[s] = InstrumentHead(ti.train_head(*ti.training_windows(rows, feats, augmented, labels)))
     keys = [td.parse_key(k) for k in corpus["key"]]
     key_models = {}
     for s in calibrate_on:

@@ -218,7 +218,9 @@ def fit_linear_key_model(chromas: np.ndarray, keys: list[tuple[int, str]], l2: f
                          lr: float = 0.5) -> np.ndarray:
     """[2, 12] profiles scored on the whole chroma rolled to each tonic: softmax cross-entropy over the 24 keys,
     full-batch gradient descent from Temperley's profiles (the comparison for the network)."""
-    x = np.stack([_rolled(c[0]) for c in chromas])  # [n, 12 tonics, 12]
+    from tunelens.caption.descriptors import key_inputs
+
+    x = np.stack([key_inputs(c[:1]) for c in chromas])  # [n, 12 tonics, 12]: the whole chroma only
     w = np.array(PROFILES["temperley"], float)
     w = 0.5 * (w - w.mean(axis=1, keepdims=True)) / w.std(axis=1, keepdims=True)
     target = np.array([t + 12 * (m == "minor") for t, m in keys])
@@ -232,13 +234,10 @@ def fit_linear_key_model(chromas: np.ndarray, keys: list[tuple[int, str]], l2: f
     return w
 
 
-def _rolled(c: np.ndarray) -> np.ndarray:
-    r = np.stack([np.roll(c, -t) for t in range(12)])
-    return (r - r.mean(axis=-1, keepdims=True)) / (r.std(axis=-1, keepdims=True) + 1e-9)
-
-
 def linear_key(chroma: np.ndarray, w: np.ndarray) -> tuple[int, str]:
-    x = _rolled(chroma[0])
+    from tunelens.caption.descriptors import key_inputs
+
+    x = key_inputs(chroma[:1])
     i = int(np.argmax(np.concatenate([x @ w[0], x @ w[1]])))
     return i % 12, "minor" if i >= 12 else "major"
 

@@ -164,6 +164,23 @@ def clip_features(corpus: pl.DataFrame, features_version: str, processes: int, c
     return [caches[r][f] for r, f in corpus.select("root", "file").iter_rows()]
 
 
+def augmented_features(corpus: pl.DataFrame, rows: list[int], features_version: str, processes: int,
+                       copies: int) -> dict[int, list[np.ndarray]]:
+    """The features of `copies` augmented versions of each clip of `corpus` at `rows`, cached like the clean ones."""
+    out: dict[int, list[np.ndarray]] = {i: [] for i in rows}
+    for copy in range(1, copies + 1):
+        for i, x in zip(rows, clip_features(corpus[rows], features_version, processes, copy)):
+            out[i].append(x)
+    return out
+
+
+def training_windows(rows: list[int], feats: list[np.ndarray], augmented: dict[int, list[np.ndarray]],
+                     labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Windows and labels of the clips at `rows` and of their augmented copies."""
+    clips = [(x, labels[i]) for i in rows for x in [feats[i], *augmented.get(i, [])]]
+    return windows_and_labels([x for x, _ in clips], np.stack([y for _, y in clips]))
+
+
 def train_head(x: np.ndarray, y: np.ndarray, epochs: int = 600, weight_decay: float = 1e-4, hidden: int = 256,
                dropout: float = 0.2, seed: int = 0) -> dict:
     """Standardised inputs, one hidden ReLU layer (`hidden` 0: linear), one logistic output per class, positives
@@ -309,12 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     encoder = MusicnnEncoder("", EncoderOptions(device="cpu"), with_head=False)
     print(f"{len(corpus)} clips, {len(classes)} classes; computing musicnn features", file=sys.stderr)
     feats = clip_features(corpus, encoder.features_version, args.processes)
-    train_rows = corpus.with_row_index("row").filter(pl.col("soundfont").is_in(train_fonts))
-    augmented: dict[int, list[np.ndarray]] = {i: [] for i in train_rows["row"].to_list()}
-    for copy in range(1, args.augment + 1):
-        for i, x in zip(train_rows["row"].to_list(), clip_features(train_rows.drop("row"), encoder.features_version,
-                                                                   args.processes, copy)):
-            augmented[i].append(x)
+    train_rows = [i for i, s in enumerate(corpus["soundfont"]) if s in train_fonts]
+    augmented = augmented_features(corpus, train_rows, encoder.features_version, args.processes, args.augment)
     meta = tag_metadata()["models"]
     names = list(meta["MTT"]["labels"]) + list(meta["MSD"]["labels"])
     tag_index = {n: i for i, n in enumerate(names)}
@@ -324,9 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     by_font = {s: [i for i, f in enumerate(fonts) if f == s] for s in sorted(set(fonts))}
 
     def fit(rows: list[int]) -> dict:
-        x, y = windows_and_labels([f for i in rows for f in [feats[i], *augmented.get(i, [])]],
-                                  np.repeat(labels[rows], 1 + args.augment, axis=0))
-        return train_head(x, y, args.epochs, args.weight_decay, args.hidden)
+        return train_head(*training_windows(rows, feats, augmented, labels), args.epochs, args.weight_decay,
+                          args.hidden)
 
     def score(head: dict, rows: list[int]) -> pl.DataFrame:
         return evaluate(head, [feats[i] for i in rows], labels[rows], [kinds[i] for i in rows], classes,
