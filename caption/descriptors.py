@@ -82,11 +82,10 @@ def tempo_candidates(onset_envs: np.ndarray, onset_rate: float = 0.0, harmony: n
     maxima between 40 and 240 BPM and their metrical relatives (x1/3 ... x3), each refined to sub-frame lag.
     `harmony`: chroma change per frame (`harmonic_change`, at `HARMONY_HOP`)."""
     acfs = _register_acfs(onset_envs)
-    hacf = _register_acfs(harmony) if harmony is not None else np.zeros((0, 0))
-    hacf = hacf[0] if len(hacf) else np.zeros(1)
-    hfps = sr / HARMONY_HOP
     if not len(acfs) or acfs.shape[1] < 8:
         return []
+    hacfs = _register_acfs(harmony) if harmony is not None else []
+    hacf, hfps = (hacfs[0] if len(hacfs) else np.zeros(1)), sr / HARMONY_HOP
     acf = acfs.mean(axis=0)
     fps = sr / hop
     lo, hi = int(np.ceil(60 * fps / 240)), int(np.floor(60 * fps / 40))

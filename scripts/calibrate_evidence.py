@@ -92,17 +92,15 @@ def build_evidence(corpus: pl.DataFrame, calibrate_on: list[str]) -> list:
     fonts = np.array(corpus["soundfont"].to_list())
     # the left-out heads are trained as the shipped one was: with its augmented copies of each clip
     copies = json.loads((WEIGHTS / "instruments.json").read_text()).get("augment", {}).get("copies", 0)
-    augmented = ti.augmented_features(corpus, [i for i, f in enumerate(fonts) if f in calibrate_on], version, 1,
-                                      copies)
-    heads = {}
-    for s in calibrate_on:
-        rows = [i for i, f in enumerate(fonts) if f in calibrate_on and f != s]
-        heads[s] = InstrumentHead(ti.train_head(*ti.training_windows(rows, feats, augmented, labels)))
+    on = [i for i, f in enumerate(fonts) if f in calibrate_on]
+    augmented = ti.augmented_features(corpus, on, version, 1, copies)
     keys = [td.parse_key(k) for k in corpus["key"]]
-    key_models = {}
+    heads, key_models = {}, {}
     for s in calibrate_on:
-        rows = [i for i, f in enumerate(fonts) if f in calibrate_on and f != s and keys[i] is not None]
-        key_models[s] = td.fit_key_model(np.stack([meas[i][3] for i in rows]), [keys[i] for i in rows])
+        rows = [i for i in on if fonts[i] != s]
+        heads[s] = InstrumentHead(ti.train_head(*ti.training_windows(rows, feats, augmented, labels)))
+        keyed = [i for i in rows if keys[i] is not None]
+        key_models[s] = td.fit_key_model(np.stack([meas[i][3] for i in keyed]), [keys[i] for i in keyed])
     shipped = InstrumentHead.load()
     names = tag_names()[:100]
     out = []

@@ -257,21 +257,21 @@ def evaluate(head: dict, feats: list[np.ndarray], labels: np.ndarray, kinds: lis
 
 def text_search(encoder, feats: list[np.ndarray], labels: np.ndarray, classes: list[str], baseline: bool) -> list:
     """AP of the query "<instrument>" (e.g. "clarinet") over clips, as `tunelens search` ranks tracks: track vector =
-    L2 of the mean of the encoder's window vectors; query vector = the text tower's tag weights. `baseline`: the 100
-    musicnn tags alone (encoder revision 3)."""
+    the encoder's window vectors pooled as the pipeline pools them; query vector = the text tower's tag weights.
+    `baseline`: the 100 musicnn tags alone (encoder revision 3)."""
     from tunelens.embed.base import l2_normalize
     from tunelens.embed.musicnn_encoder import _centre, vector_blocks, window_vectors
     from tunelens.embed.windows import pool_track
 
     if baseline:
-        tracks = np.stack([pool_track(l2_normalize(window_vectors(f[:, :100]))) for f in feats])
+        tracks = np.stack([pool_track(window_vectors(f[:, :100])) for f in feats])
         q = np.asarray(encoder._text_tower().encode(classes, normalize_embeddings=True), np.float32)
         sims = q @ encoder._tags()[:100].T / encoder.text_temperature
         w = np.exp(sims - sims.max(axis=1, keepdims=True))
         queries = l2_normalize(_centre(w / w.sum(axis=1, keepdims=True)))
     else:
         logits = [encoder.logits_from_features(f) for f in feats]
-        tracks = np.stack([pool_track(l2_normalize(window_vectors(x)), vector_blocks(x.shape[1])) for x in logits])
+        tracks = np.stack([pool_track(window_vectors(x), vector_blocks(x.shape[1])) for x in logits])
         queries = encoder.embed_text(classes)
     scores = tracks @ queries.T
     return [average_precision(scores[:, j], labels[:, j] > 0) for j in range(len(classes))]
