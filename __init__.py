@@ -6,6 +6,7 @@ The public API, one call per `tunelens` CLI verb, with the CLI's defaults and be
 
     report = tunelens.index_folder("LIB", "MUSIC")           # tunelens index MUSIC --library LIB
     hits = tunelens.search("LIB", "slow solo piano", k=5)    # tunelens search "slow solo piano" --library LIB
+    print(hits.understood, hits[0].why)                      # what the query was read as; why a hit is there
     hits = tunelens.similar("LIB", hits[0].track_id)         # tunelens similar TRACK --library LIB
     tunelens.caption_library("LIB")                          # tunelens caption --library LIB
     answer = tunelens.ask(hits[0].track_id, "what key is it in?", library="LIB")
@@ -29,6 +30,7 @@ _API = {
     "search": "tunelens.index.search.nearest",
     "similar": "tunelens.index.search.nearest",
     "Hit": "tunelens.index.search.nearest",
+    "SearchResults": "tunelens.index.search.hybrid",
     "caption_library": "tunelens.caption.batch",
     "CaptionConfig": "tunelens.caption.batch",
     "ask": "tunelens.caption.qa",
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
     from tunelens.index.curation.dupes import duplicates as duplicates
     from tunelens.index.curation.export import ExportConfig as ExportConfig
     from tunelens.index.curation.export import export_dataset as export_dataset
+    from tunelens.index.search.hybrid import SearchResults as SearchResults
     from tunelens.index.search.nearest import Hit as Hit
     from tunelens.index.search.nearest import search as search
     from tunelens.index.search.nearest import similar as similar

@@ -88,32 +88,46 @@ def index(
     index_type: str | None = typer.Option(None, "--index", help="FAISS index: auto, flat, ivf, ivfpq or hnsw. "
                                           "Default: what the library used before (auto)."),
     max_memory: str | None = typer.Option(None, help="Memory the index may take, e.g. 4GB (auto picks under it)."),
+    measure: bool = typer.Option(True, "--measure/--no-measure", help="Measure tempo, key, loudness and energy of "
+                                 "every track after embedding, for searches like \"slow piano in D minor\"."),
 ) -> None:
-    """Index MUSIC_DIR into a library; re-running adds new files, drops deleted ones, skips unchanged ones."""
+    """Index MUSIC_DIR into a library; re-running adds new files, drops deleted ones, skips unchanged ones and
+    measures what has no measurement yet."""
     from tunelens.index.vectors import info_summary
 
     config = tunelens.IndexConfig(workers=workers, batch_windows=batch_windows, retry_errors=retry_errors,
                                   batch_files=batch_files, processes=processes, engine=engine, ray_address=address,
-                                  device=device, index_kind=index_type, max_memory=max_memory)
+                                  device=device, index_kind=index_type, max_memory=max_memory, measure=measure)
     with _friendly_errors():
         started = time.time()
-        with Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(),
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err,
                       transient=False) as bar:
-            task = bar.add_task("index", total=None, rate="")
+            task = bar.add_task("indexing", total=None, rate="")
+            measuring: dict[str, object] = {}
 
             def progress(done: int, total: int, audio_s: float) -> None:
                 el = max(time.time() - started, 1e-6)
                 rate = f"{done / el:.1f} files/s  {audio_s / el:.0f}x realtime"
                 bar.update(task, completed=done, total=total, rate=rate)
 
-            report = tunelens.index_folder(library, music_dir, model, config, progress=progress)
+            def measure_progress(done: int, total: int, audio_s: float) -> None:
+                if "task" not in measuring:
+                    measuring["task"], measuring["t0"] = bar.add_task("measuring", total=total, rate=""), time.time()
+                el = max(time.time() - measuring["t0"], 1e-6)
+                bar.update(measuring["task"], completed=done, total=total,
+                           rate=f"{done / el:.1f} files/s  {audio_s / el:.0f}x realtime")
+
+            report = tunelens.index_folder(library, music_dir, model, config, progress=progress,
+                                           measure_progress=measure_progress)
     seconds = max(report.seconds, 1e-9)
     _table(f"tunelens index → {library}", [
         ("files found", report.found), ("indexed", report.indexed), ("resumed from an earlier run", report.resumed),
         ("unchanged (skipped)", report.skipped), ("moved (relinked)", report.moved),
         ("removed (deleted files)", report.removed), ("failed", len(report.failed)),
         ("tracks in library", report.library_tracks),
+        *([("measured (tempo, key, loudness)", f"{report.measures.measured} now, {report.measures.done_before} "
+            f"before, {report.measures.failed} failed")] if report.measures else []),
         ("speed", f"{report.indexed / seconds:.1f} files/s, {report.audio_seconds / seconds:.1f}x realtime"),
     ])
     if report.library_tracks:
@@ -121,6 +135,8 @@ def index(
                       f"window index: {info_summary(report.index.get('windows', {}))}")
     for rel, reason in report.failed[:50]:
         console.print(Text(f"  failed {rel}: {reason}"), soft_wrap=True)
+    for error in (report.measures.errors if report.measures else [])[:20]:
+        console.print(Text(f"  could not measure {error}"), soft_wrap=True)
     if len(report.failed) > 50:
         console.print(f"  … and {len(report.failed) - 50} more (see `tunelens info`)")
     if report.library_tracks == 0:
@@ -129,19 +145,26 @@ def index(
 
 
 def _print_hits(hits, as_json: bool, title: str) -> None:
+    """A table of hits, under what the query was understood as, with why each is there."""
     if as_json:
-        print(json.dumps([h.to_dict() for h in hits], indent=1))
+        print(json.dumps(hits.to_dict() if hasattr(hits, "to_dict") else [h.to_dict() for h in hits], indent=1))
         return
+    query = getattr(hits, "query", None)
+    if query is not None:
+        console.print(Text(f"understood as: {query.understood()}", style="bold"), soft_wrap=True)
+    for note in getattr(hits, "notes", []):
+        console.print(Text(f"note: {note}", style="dim"), soft_wrap=True)
     if not hits:
-        console.print("no results")
+        reason = getattr(hits, "empty_reason", None)
+        console.print(Text(f"no results: {reason}" if reason else "no results"), soft_wrap=True)
         return
     table = Table(title=title)
-    for col in ("#", "score", "track", "best moment", "id"):
+    for col in ("#", "score", "track", "best moment", "why", "id"):
         table.add_column(col)
     for h in hits:
         name = f"{h.artist} – {h.title}" if h.title and h.artist else (h.title or h.rel_path)
         moment = f"{int(h.best_start_s // 60)}:{h.best_start_s % 60:04.1f}"
-        table.add_row(str(h.rank), f"{h.score:.3f}", name, moment, h.track_id)
+        table.add_row(str(h.rank), f"{h.score:.3f}", name, moment, "\n".join(h.why), h.track_id)
     console.print(table)
 
 
@@ -155,7 +178,10 @@ def search(
     moments: bool = typer.Option(False, "--moments", help="Search every 10 s window of the library, not whole tracks: "
                                  "the best moments, at most one per track."),
 ) -> None:
-    """Find tracks (or moments in tracks) that match a text description."""
+    """Find tracks (or moments in tracks) that match a text description: instruments, moods and styles go to the
+    model; tempo ("slow", "120 bpm"), key ("in D minor", "minor key"), loudness ("quiet"), duration ("under 3
+    minutes"), vocals ("instrumental") to what `tunelens index` measured; artist, album, genre, year ("80s") and
+    folder to the files' tags; "no drums" leaves drums out. It prints what it understood and why each hit is there."""
     with _friendly_errors():
         hits = tunelens.search(library, query, k, moments=moments, device=device)
     _print_hits(hits, as_json, f"“{query}”")
@@ -164,10 +190,13 @@ def search(
 @app.command()
 def similar(track: str = typer.Argument(..., help="Track id, path of an indexed file, or any audio file."),
             library: Path = LibraryOpt, k: int = typer.Option(10, "-k", help="Number of results."),
-            as_json: bool = JsonOpt, device: str = DeviceOpt) -> None:
-    """Find tracks that sound like TRACK."""
+            as_json: bool = JsonOpt, device: str = DeviceOpt,
+            steer: str | None = typer.Option(None, "--but", help='Steer away from TRACK, e.g. "slower", '
+                                             '"without vocals", "with piano", "in a minor key" (tempo relative '
+                                             'to TRACK).')) -> None:
+    """Find tracks that sound like TRACK (and, with --but, differ from it as asked)."""
     with _friendly_errors():
-        hits = tunelens.similar(library, track, k, device=device)
+        hits = tunelens.similar(library, track, k, device=device, steer=steer)
     _print_hits(hits, as_json, f"like {track}")
 
 
@@ -184,7 +213,10 @@ def info(library: Path = LibraryOpt, as_json: bool = JsonOpt) -> None:
     p, idx = summary["pipeline"], summary["index"]
     _table(f"tunelens library {library}", [
         ("tracks", summary["tracks"]), ("hours of audio", summary["hours"]), ("windows", summary["windows"]),
-        ("failed files", summary["failed"]), ("model", p["model"]), ("encoder version", p["encoder_version"]),
+        ("failed files", summary["failed"]),
+        ("measured (tempo, key, loudness)", f"{summary['measured']} of {summary['tracks']}"
+         + ("" if summary["measured"] == summary["tracks"] else " (run `tunelens index` to measure the rest)")),
+        ("model", p["model"]), ("encoder version", p["encoder_version"]),
         ("pipeline", f"v{p['pipeline_version']}: {p['sample_rate']} Hz, {p['window_seconds']:g} s windows, "
                      f"{p['short_padding']}-padded, {p['pooling']}, dim {p['dim']}"),
         ("track index", info_summary(idx.get("tracks") or {})),

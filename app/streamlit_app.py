@@ -16,7 +16,9 @@ from tunelens.caption.describe import clock as m_ss
 from tunelens.index.core.tracks import TrackFilter, tag_probs
 from tunelens.index.curation.dupes import load_duplicates
 from tunelens.index.curation.quality import QUALITY_FLAGS
-from tunelens.index.search import MAX_QUERY_CHARS, Hit, search_text, similar, to_csv, to_m3u
+from tunelens.index.search import MAX_QUERY_CHARS, Hit, search, similar, to_csv, to_m3u
+from tunelens.index.search.hybrid import parse_for
+from tunelens.index.search.query import Facet, ParsedQuery, remove_phrase
 
 PAGES = ["Search", "Track", "Library"]
 EXAMPLES = ["slow solo piano", "choir singing", "fast drums and percussion beat", "acoustic guitar", "flute melody"]
@@ -42,6 +44,65 @@ def more_like(track_id: str) -> None:
 
 def clear_similar() -> None:
     st.session_state.pop("similar_to", None)
+
+
+def remove_chip(phrase: str) -> None:
+    """A chip's ✕: its words leave the query, and the search runs again without them."""
+    st.session_state["q"] = remove_phrase(st.session_state.get("q", ""), phrase)
+
+
+# sidebar widgets a hard facet of the query sets (and that go back to "any" when the facet is gone)
+TEMPO_RANGE, DURATION_STEP = (40, 220), 1.0
+
+
+def facet_filters(q: ParsedQuery | None, table: pl.DataFrame) -> dict[str, object]:
+    """Sidebar widget values the query's hard facets stand for: tempo range, key, folder, artist."""
+    out: dict[str, object] = {}
+    for f in q.facets if q else []:
+        if not f.hard:
+            continue
+        if f.kind == "tempo" and "tempo_bpm" in table.columns and table["tempo_bpm"].drop_nulls().len():
+            lo, hi = TEMPO_RANGE
+            out["f_tempo"] = (max(lo, int(f.low or lo)), min(hi, int(round(f.high)) if f.high else hi))
+        elif f.kind == "key":
+            out["f_keys"] = [f.value]
+        elif f.kind == "folder":
+            out["f_folder"] = f.value
+        elif f.kind == "artist":
+            out["f_tag_field"], out["f_tag_value"] = "artist", _common_part(f)
+    return out
+
+
+def _common_part(f: Facet) -> str:
+    """The words of an artist facet the sidebar's "contains" filter matches all its artists by."""
+    return f.label.split(": ", 1)[1]
+
+
+def sync_filters(q: ParsedQuery | None, table: pl.DataFrame) -> None:
+    """Set the sidebar filters a new query's hard facets stand for, and reset those an earlier query had set."""
+    if st.session_state.get("_synced_q") == (q.text if q else None):
+        return
+    defaults = {"f_tempo": TEMPO_RANGE, "f_keys": [], "f_folder": "(all)", "f_tag_field": "artist", "f_tag_value": ""}
+    wanted = facet_filters(q, table)
+    for k in st.session_state.get("_query_filters", []):
+        if k not in wanted:
+            st.session_state[k] = defaults[k]
+    for k, v in wanted.items():
+        st.session_state[k] = v
+    st.session_state["_query_filters"] = list(wanted)
+    st.session_state["_synced_q"] = q.text if q else None
+
+
+def chips(q: ParsedQuery) -> None:
+    """What the query was understood as, one removable chip per concept and facet."""
+    items = q.chips()
+    if not items:
+        return
+    cols = st.columns(min(len(items), 6) + 1, vertical_alignment="center")
+    cols[0].caption("understood as:")
+    for i, (label, phrase) in enumerate(items):
+        cols[1 + i % 6].button(f"{label}  ✕", key=f"chip_{i}", on_click=remove_chip, args=(phrase,),
+                               help=f"Remove “{phrase}” from the query")
 
 
 # -- Search ---------------------------------------------------------------------------------------------
@@ -94,6 +155,8 @@ def result_card(h: Hit, row: dict | None, lib) -> None:
             if row and row.get("key"):
                 facts.append(row["key"])
             st.caption(" · ".join(facts) + f" · `{h.rel_path}`")
+            if h.why:
+                st.caption("why: " + " · ".join(h.why))
             if row and row.get("caption"):
                 st.markdown(f"*{row['caption']}*")
             tags = top_tags(row.get("tags") if row else None)
@@ -115,6 +178,13 @@ def result_card(h: Hit, row: dict | None, lib) -> None:
 
 def search_page(lib, root: Path) -> None:
     table = R.table(root)
+    if "q" not in st.session_state and st.query_params.get("q"):
+        st.session_state["q"] = st.query_params["q"]
+    text = st.session_state.get("q", "") or ""
+    parsed = None
+    if text.strip() and not st.session_state.get("similar_to"):
+        parsed = parse_for(lib, text[:MAX_QUERY_CHARS], R.encoder(lib.manifest.pipeline.model))
+    sync_filters(parsed, table)
     f = filters_sidebar(table)
     allowed = None if f.is_empty() else set(f.apply(table)["track_id"])
     k = st.sidebar.slider("Results", 5, 50, 10, step=5, key="k")
@@ -128,11 +198,13 @@ def search_page(lib, root: Path) -> None:
             return
         st.subheader(f"Tracks like {base['title'] or Path(base['rel_path']).stem}")
         st.button("← Back to text search", on_click=clear_similar)
-        hits = similar(lib, similar_to, k=k, allowed=allowed)
+        steer = st.text_input("…but", key="steer", placeholder="slower · without vocals · with piano · in a minor key",
+                              help="Steer the search away from the track: tempo words are relative to it.")
+        hits = similar(lib, similar_to, k=k, allowed=allowed, steer=steer)
+        if hits.query is not None:
+            st.caption(f"steered by: {hits.query.understood()}")
     else:
         st.title("Search your music")
-        if "q" not in st.session_state and st.query_params.get("q"):
-            st.session_state["q"] = st.query_params["q"]
         query = st.text_input("Describe the music", key="q", placeholder="e.g. " + " · ".join(EXAMPLES[:3]))
         if not query.strip():
             st.info(
@@ -144,14 +216,21 @@ def search_page(lib, root: Path) -> None:
             st.warning(f"The query is {len(query):,} characters long; only its first {MAX_QUERY_CHARS:,} are used.")
         enc = R.encoder(lib.manifest.pipeline.model)
         try:
-            hits = search_text(lib, enc, query, k=k, allowed=allowed)
+            hits = search(lib, query, k=k, encoder=enc, allowed=allowed)
         except ValueError as e:
             st.error(str(e))
             return
+        if hits.query is not None:
+            chips(hits.query)
+        for note in hits.notes:
+            st.caption(note)
     if allowed is not None:
         st.caption(f"Filters keep {len(allowed):,} of {len(table):,} tracks.")
     if not hits:
-        st.warning("No track matches these filters. Widen or clear them in the sidebar.")
+        why = getattr(hits, "empty_reason", None)
+        st.warning(f"No results: {why}. Remove a chip, or widen the filters in the sidebar."
+                   if why and why != "the filters leave no track" else
+                   "No track matches these filters. Widen or clear them in the sidebar.")
         return
     shown = table.filter(pl.col("track_id").is_in([h.track_id for h in hits]))
     rows = {r["track_id"]: r for r in shown.iter_rows(named=True)}

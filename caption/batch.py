@@ -6,18 +6,17 @@ library's caption store at once, so a killed run loses at most the batches in fl
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from tunelens.caption.base import Captioner, load_captioner
-from tunelens.caption.descriptors import DESCRIPTORS_VERSION, Descriptors, analyse
 from tunelens.caption.evidence import Evidence, parse_tags
-from tunelens.embed.audio import error_reason
+from tunelens.embed.descriptors import DESCRIPTORS_VERSION, Descriptors
 from tunelens.index import Library
 from tunelens.index.core.captions import CaptionStore
+from tunelens.index.core.measures import analysed, current_measures
 
 
 @dataclass
@@ -43,17 +42,6 @@ def full_version(captioner) -> str:
     return f"{captioner.version}+{DESCRIPTORS_VERSION}"
 
 
-def _analyse_one(path: str) -> tuple[dict | None, str | None]:
-    try:
-        return analyse(path).as_row(), None
-    except Exception as e:  # noqa: BLE001 - any failure is recorded against this file, the batch goes on
-        return None, error_reason(e)
-
-
-def _analyse_batch(paths: list[str]) -> list[tuple[dict | None, str | None]]:
-    return [_analyse_one(p) for p in paths]
-
-
 def caption_library(library: Library | str | Path, captioner: Captioner | str | None = None,
                     config: CaptionConfig = CaptionConfig(),
                     progress: Callable[[int, int, float], None] | None = None) -> CaptionReport:
@@ -68,16 +56,12 @@ def caption_library(library: Library | str | Path, captioner: Captioner | str | 
             store.drop(captioner.name)
         tracks = lib.ok_tracks().select("track_id", "path", "content_hash", "tags", "duration")
         done = store.read(captioner.name).filter(pl.col("captioner_version") == full_version(captioner))
-        if not config.retry_errors:
-            done_keys = set(zip(done["track_id"], done["content_hash"]))
-        else:
-            ok = done.filter(pl.col("status") == "ok")
-            done_keys = set(zip(ok["track_id"], ok["content_hash"]))
-        todo = [r for r in tracks.iter_rows(named=True) if (r["track_id"], r["content_hash"]) not in done_keys]
+        todo = store.todo(tracks, done, config.retry_errors)
+        measured = {r["track_id"]: r for r in current_measures(lib).iter_rows(named=True)}
         report = CaptionReport(tracks=len(tracks), done_before=len(tracks) - len(todo))
         batches = [todo[i:i + config.batch_tracks] for i in range(0, len(todo), config.batch_tracks)]
         finished = 0
-        for batch, results in zip(batches, _run(batches, config.workers)):
+        for batch, results in zip(batches, _run(batches, config.workers, measured)):
             rows = []
             for track, (desc, error) in zip(batch, results):
                 rows.append(_caption_row(captioner, track, desc, error))
@@ -93,13 +77,14 @@ def caption_library(library: Library | str | Path, captioner: Captioner | str | 
     return report
 
 
-def _run(batches: list[list[dict]], workers: int) -> Iterator[list]:
-    paths = [[t["path"] for t in b] for b in batches]
-    if workers <= 1:
-        yield from (_analyse_batch(p) for p in paths)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(_analyse_batch, paths)  # in order; results stream as batches finish
+def _run(batches: list[list[dict]], workers: int, measured: dict[str, dict]) -> Iterator[list]:
+    """(descriptor row, error) per track of each batch: the measurement `tunelens index` stored when it is
+    current, else measured now (an index run with --no-measure, or a library indexed before measurements)."""
+    paths = [[t["path"] for t in b if t["track_id"] not in measured] for b in batches]
+    for batch, results in zip(batches, analysed(paths, workers)):
+        new = iter(results)
+        yield [({k: v for k, v in measured[t["track_id"]].items() if k != "track_id"}, None)
+               if t["track_id"] in measured else next(new) for t in batch]
 
 
 def _caption_row(captioner, track: dict, desc: dict | None, error: str | None) -> dict:

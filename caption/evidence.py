@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 
-from tunelens.caption.descriptors import Descriptors
+from tunelens.embed.descriptors import Descriptors
 from tunelens.embed.musicnn_encoder import INSTRUMENT_PREFIX
-from tunelens.index.core.tracks import tag_probs
+from tunelens.index.core.tracks import VOICE_TAGS, tag_probs
 
 # Instrument tags of the two musicnn taggers, with the word a caption uses for each.
 INSTRUMENT_TAGS = {
@@ -26,9 +26,6 @@ INSTRUMENT_TAGS = {
     "harpsichord": "harpsichord", "flute": "flute", "sitar": "sitar", "harp": "harp", "synth": "synthesizer",
     "drums": "drums", "choir": "choir",
 }
-VOCAL_TAGS = ("vocal", "vocals", "singing", "voice", "choir", "choral", "female", "male", "woman", "man",
-              "female vocal", "male vocal", "female voice", "male voice", "female vocalists", "male vocalists",
-              "female vocalist", "opera")
 # The recogniser's classes (`instrument: NAME` tags of the default encoder), with the word a caption uses for each
 # when it differs from the class name; a word shared with a tagger tag (piano, flute...) is one instrument.
 RECOGNISER_PREFIX = INSTRUMENT_PREFIX
@@ -239,7 +236,7 @@ def instruments(ev: Evidence, th: Thresholds = ANSWER_THRESHOLDS) -> list[Judgem
 
 def voice_score(ev: Evidence) -> tuple[str, float]:
     """The strongest evidence of singing: a vocal tag of the taggers or the recogniser's choir."""
-    return max(((t, _p(ev, t)) for t in (*VOCAL_TAGS, RECOGNISER_PREFIX + "choir")), key=lambda x: x[1])
+    return max(((t, _p(ev, t)) for t in VOICE_TAGS), key=lambda x: x[1])
 
 
 def vocals(ev: Evidence, th: Thresholds = ANSWER_THRESHOLDS) -> Judgement | None:

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import polars as pl
+
 from tunelens.caption import evidence as E
 from tunelens.caption.evidence import ANSWER_THRESHOLDS, Evidence, Thresholds, instrument_sources, parse_tags
 
@@ -269,12 +271,16 @@ def locate(ref: str, library=None) -> tuple[Path, dict | None]:
 def evidence_for(ref: str, library=None) -> Evidence:
     """Evidence for a track id or path: stored descriptors and tags when the library has them, else measured now
     (with tags from the default musicnn tagger)."""
-    from tunelens.caption.descriptors import analyse
+    from tunelens.embed.descriptors import analyse
 
     path, row = locate(ref, library)
     if row is not None:
         from tunelens.index.core.captions import CaptionStore
+        from tunelens.index.core.measures import current_measures
 
+        measured = current_measures(library).filter(pl.col("track_id") == row["track_id"])
+        if len(measured):
+            return Evidence.from_row({**measured.row(0, named=True), "tags": row.get("tags")})
         caps = CaptionStore(library.root).read()
         stored = caps.filter(
             (caps["track_id"] == row["track_id"])

@@ -34,15 +34,9 @@ class _EmbedActor:
         return {"i": batch["i"], "result": payload}
 
 
-def embed_ray(
-    items: Iterable, spec: WorkerSpec, address: str | None = None, actors: int | None = None, chunk_files: int = 8,
-    path_of: Callable = as_path, prepare_extra: Callable | None = None,
-) -> Iterator[EmbeddedFile]:
-    """Yield an `EmbeddedFile` for every item, in input order, computed on Ray.
-
-    Joins the cluster at `address` ("auto" for the one this machine belongs to), or starts a local Ray when
-    none is running and no address is given.
-    """
+def _connect(address: str | None):
+    """The `ray` module, joined to the cluster at `address` ("auto" for the one this machine belongs to), or to a
+    local Ray started when none is running and no address is given."""
     try:
         import ray
     except ImportError:
@@ -52,6 +46,15 @@ def embed_ray(
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         except ConnectionError as e:
             raise EngineUnavailableError(f"cannot reach a Ray cluster at {address!r}: {e}") from None
+    return ray
+
+
+def embed_ray(
+    items: Iterable, spec: WorkerSpec, address: str | None = None, actors: int | None = None, chunk_files: int = 8,
+    path_of: Callable = as_path, prepare_extra: Callable | None = None,
+) -> Iterator[EmbeddedFile]:
+    """Yield an `EmbeddedFile` for every item, in input order, computed on Ray (joined as `_connect` does)."""
+    ray = _connect(address)
     items = list(items)
     if not items:
         return
@@ -70,3 +73,26 @@ def embed_ray(
         for i, payload in zip(batch["i"], batch["result"]):
             yield EmbeddedFile(items[int(i)], *pickle.loads(payload))
 
+
+
+def _analyse_on_ray(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from tunelens.embed.descriptors import analyse_paths
+
+    out = np.empty(len(batch["paths"]), dtype=object)
+    out[:] = [pickle.dumps(analyse_paths(list(pickle.loads(p))), protocol=5) for p in batch["paths"]]
+    return {"i": batch["i"], "result": out}
+
+
+def analyse_ray(batches: list[list[str]], address: str | None = None) -> Iterator[list]:
+    """`embed.descriptors.analyse_paths` of each batch of paths, in input order, computed on Ray (one CPU a task):
+    the analysis pass of `tunelens index --engine ray`."""
+    ray = _connect(address)
+    if not batches:
+        return
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    ds = ray.data.from_items([{"i": i, "paths": pickle.dumps(b, protocol=5)} for i, b in enumerate(batches)],
+                             override_num_blocks=len(batches))
+    ds = ds.map_batches(_analyse_on_ray, batch_size=1, batch_format="numpy", num_cpus=1)
+    for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
+        for payload in batch["result"]:
+            yield pickle.loads(payload)

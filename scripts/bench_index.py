@@ -3,8 +3,9 @@
     python scripts/bench_index.py DEMO_DIR [--models musicnn,tiny-clap,default-clap] [--processes 0,1,2]
 
 For each model and engine setting: files/s and x-realtime for indexing DEMO_DIR into a fresh library
-(decoding, quality measures and the commit included), then p50/p99 latency of 1,000 text queries (text
-encoder + FAISS search + best window). `processes` 0 is one process (decoding threads feeding a
+(decoding, quality measures, the commit and the analysis pass that measures tempo, key and loudness included;
+"embed x" leaves the analysis pass out, "measure x" is that pass alone), then p50/p99 latency of 1,000 text
+queries (text encoder + FAISS search + best window). `processes` 0 is one process (decoding threads feeding a
 multi-threaded model); N > 0 is N worker processes each decoding and embedding with a one-thread model.
 """
 from __future__ import annotations
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     queries = [" ".join(rng.choice(WORDS, size=rng.integers(1, 4))) for _ in range(args.queries)]
     print(
-        f"{'model':<16}{'procs':>8}{'files':>7}{'audio h':>9}{'files/s':>9}{'x realtime':>12}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'model':<16}{'procs':>8}{'files':>7}{'audio h':>9}{'files/s':>9}{'x realtime':>12}{'embed x':>9}"
+        f"{'measure x':>11}{'p50 ms':>9}{'p99 ms':>9}"
     )
     for name in args.models.split(","):
         if name == "tiny-clap":
@@ -72,9 +74,12 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 search_text(lib, encoder, q, k=10)
                 lat.append((time.perf_counter() - t) * 1000)
+            m = report.measures.seconds if report.measures else 0.0
             print(
                 f"{name:<16}{procs:>8}{report.indexed:>7}{report.audio_seconds / 3600:>9.2f}{report.indexed / dt:>9.2f}"
-                f"{report.audio_seconds / dt:>12.1f}{np.percentile(lat, 50):>9.2f}{np.percentile(lat, 99):>9.2f}",
+                f"{report.audio_seconds / dt:>12.1f}{report.audio_seconds / (dt - m):>9.1f}"
+                f"{report.audio_seconds / max(m, 1e-9):>11.1f}"
+                f"{np.percentile(lat, 50):>9.2f}{np.percentile(lat, 99):>9.2f}",
                 flush=True,
             )
     shutil.rmtree(tmp, ignore_errors=True)

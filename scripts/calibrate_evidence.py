@@ -77,9 +77,9 @@ def truth_of(word: str, present: set[str]) -> bool:
 
 def build_evidence(corpus: pl.DataFrame, calibrate_on: list[str]) -> list:
     """Evidence of every clip, as a library would hold it (see the module docstring for the recogniser)."""
-    from tunelens.caption.descriptors import key, tempo
     from tunelens.caption.evidence import RECOGNISER_PREFIX, Evidence
     from tunelens.embed import EncoderOptions
+    from tunelens.embed.descriptors import key, tempo
     from tunelens.embed.musicnn_encoder import WEIGHTS, InstrumentHead, MusicnnEncoder, instrument_classes, tag_names
     from tunelens.index.core.schema import Descriptors
 

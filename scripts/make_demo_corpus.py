@@ -1,6 +1,7 @@
 """Render a demo music collection from real scores in music21's bundled corpus through the General MIDI
-soundfont that ships with pretty_midi (TimGM6mb.sf2), with tinysoundfont. Writes audio files and
-`ground_truth.parquet` (piece, composer, collection, instrument, tempo, key, meter, parts, duration).
+soundfont that ships with pretty_midi (TimGM6mb.sf2), with tinysoundfont. Writes audio files, tagged as a music
+library's files are (title, artist = composer, album, genre; the drum loops are left untagged, as many files are),
+and `ground_truth.parquet` (piece, composer, collection, instrument, tempo, key, meter, parts, duration, tags).
 
     python scripts/make_demo_corpus.py OUT_DIR [--limit N] [--max-seconds S]
 """
@@ -21,6 +22,13 @@ PROGRAMS = {
     "brass": 61, "clarinet": 71, "flute": 73,
 }
 FORMATS = ["flac", "flac", "flac", "ogg", "mp3"]
+# music21 corpus folder → the composer's name as a file's artist tag gives it
+COMPOSERS = {
+    "bach": "Johann Sebastian Bach", "cpebach": "Carl Philipp Emanuel Bach", "corelli": "Arcangelo Corelli",
+    "handel": "George Frideric Handel", "joplin": "Scott Joplin", "luca": "D. Luca",
+    "mozart": "Wolfgang Amadeus Mozart",
+    "schubert": "Franz Schubert", "verdi": "Giuseppe Verdi", "weber": "Carl Maria von Weber",
+}
 
 
 @dataclass
@@ -132,6 +140,29 @@ def _drum_events(job: Job, seconds: float = 40.0):
     }
 
 
+def file_tags(source: str, piece: str) -> dict[str, str]:
+    """The tags a file of this source carries: none for a drum loop (untagged files exist in every library)."""
+    if source.startswith("drums:"):
+        return {}
+    folder = source.split("/corpus/")[1].split("/")[0] if "/corpus/" in source else Path(source).parent.name
+    artist = COMPOSERS.get(folder, folder.title())
+    album = f"{artist.split()[-1]}: {Path(source).parent.name}"
+    return {"title": piece.removesuffix(".mxl"), "artist": artist, "album": album, "genre": "Classical"}
+
+
+def write_tags(path: Path, tags: dict[str, str]) -> None:
+    import mutagen
+
+    if not tags:
+        return
+    f = mutagen.File(str(path), easy=True)
+    if f.tags is None:
+        f.add_tags()
+    for k, v in tags.items():
+        f[k] = v
+    f.save()
+
+
 def render(events, program: int | None, soundfont: str) -> np.ndarray:
     import tinysoundfont
 
@@ -198,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         with sf.SoundFile(folder / name, "w", SR, 1, format=fmt.upper()) as out:
             for start in range(0, len(audio), SR):  # libsndfile's Vorbis encoder crashes on large single writes
                 out.write(audio[start : start + SR])
+        tags = file_tags(job.source, facts["piece"])
+        write_tags(folder / name, tags)
         num, den = (int(x) for x in facts["meter"].split("/"))
         compound = den == 8 and num % 3 == 0  # the beat is a dotted quarter
         beat_bpm = job.bpm * (2 / 3 if compound else 0.5 if den == 2 else 1.0)
@@ -212,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                 "tempo_class": "slow" if beat_bpm < 90 else "fast",
                 "duration": len(audio) / SR,
                 "source": job.source,
+                **{f"tag_{k}": tags.get(k) for k in ("artist", "album", "genre")},
             }
         )
         print(f"[{i + 1}/{len(todo)}] {rows[-1]['file']}  {rows[-1]['duration']:.0f}s  {job.bpm} bpm", flush=True)

@@ -2,11 +2,11 @@
 
     python scripts/train_descriptors.py CORPUS [CORPUS ...] --train musescore,csound [--demo DEMO/music] [--write]
 
-Tempo: `caption.descriptors.tempo_candidates` proposes tempi (autocorrelation peaks and their metrical
+Tempo: `embed.descriptors.tempo_candidates` proposes tempi (autocorrelation peaks and their metrical
 relatives); the choice the product makes (prior-weighted onset autocorrelation, weighted by harmonic rhythm) is
 compared with the prior alone and with a logistic model over all candidate features, fitted to pick the beat tempo
 (the metre's beat, as the corpora's `tempo_bpm` notes it). Key: the
-rotation-equivariant key network of `caption.descriptors.key` (one MLP scoring the chroma of the whole and its
+rotation-equivariant key network of `embed.descriptors.key` (one MLP scoring the chroma of the whole and its
 thirds rolled to each tonic, softmax over the 24 keys, cross-entropy by full-batch Adam, one thread, fixed seed),
 compared with a rotation-equivariant linear model on the whole chroma (two 12-weight profiles) and with correlating
 that chroma against Temperley's, Krumhansl & Kessler's, Albrecht & Shanahan's and mean tonic-aligned profiles.
@@ -16,7 +16,7 @@ others), then the final fit (on every `--train` soundfont) is scored on the soun
 the demo corpus (TimGM6mb, never trained on). Tempo is reported exact (within 4%) and octave-allowed (x2, x1/2
 also within 4%), per tempo class and per instrument family, with the median estimate/true ratio of slow clips;
 key as the MIREX weighted score. The fitted logistic tempo choice did not beat the product's on the left-out
-folds, so it does not ship. `--write` stores the key model in `caption/weights/descriptors.json`,
+folds, so it does not ship. `--write` stores the key model in `embed/weights/descriptors.json`,
 with the data recipe and every figure printed.
 Measurements are cached beside each corpus.
 """
@@ -32,14 +32,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "caption" / "weights"
+WEIGHTS = Path(__file__).resolve().parents[1] / "embed" / "weights"
 MEASURE_VERSION = "m3"  # bump when `pulse_and_pitch` changes what it returns
 SLOW_BELOW, FAST_ABOVE = 80.0, 110.0  # tempo classes of the report (caption.evidence.Thresholds agrees)
 
 
 def _measure(path: str) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-    from tunelens.caption.descriptors import ANALYSIS_SR, pulse_and_pitch
     from tunelens.embed.audio import read_audio, to_mono_resampled
+    from tunelens.embed.descriptors import ANALYSIS_SR, pulse_and_pitch
 
     data, sr = read_audio(path)
     y = to_mono_resampled(data.astype(np.float32), sr, ANALYSIS_SR)
@@ -113,7 +113,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50)
 
 def tempo_rows(meas, truth: np.ndarray) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
     """Candidates of every clip: (per clip [(bpm, feats)]), stacked features, labels, clip index."""
-    from tunelens.caption.descriptors import tempo_candidates
+    from tunelens.embed.descriptors import tempo_candidates
 
     cands = [tempo_candidates(reg, rate, harmony) for reg, rate, harmony, _ in meas]
     feats, labels, owner = [], [], []
@@ -127,8 +127,8 @@ def tempo_rows(meas, truth: np.ndarray) -> tuple[list, np.ndarray, np.ndarray, n
 
 def choose(cands, model: dict | str | None) -> np.ndarray:
     """The chosen BPM of each clip: by a fitted model, "prior" by the prior-weighted autocorrelation alone, or (None)
-    as `caption.descriptors.tempo` chooses (with harmonic rhythm)."""
-    from tunelens.caption.descriptors import choice_scores
+    as `embed.descriptors.tempo` chooses (with harmonic rhythm)."""
+    from tunelens.embed.descriptors import choice_scores
 
     out = []
     for cs in cands:
@@ -218,7 +218,7 @@ def fit_linear_key_model(chromas: np.ndarray, keys: list[tuple[int, str]], l2: f
                          lr: float = 0.5) -> np.ndarray:
     """[2, 12] profiles scored on the whole chroma rolled to each tonic: softmax cross-entropy over the 24 keys,
     full-batch gradient descent from Temperley's profiles (the comparison for the network)."""
-    from tunelens.caption.descriptors import key_inputs
+    from tunelens.embed.descriptors import key_inputs
 
     x = np.stack([key_inputs(c[:1]) for c in chromas])  # [n, 12 tonics, 12]: the whole chroma only
     w = np.array(PROFILES["temperley"], float)
@@ -235,7 +235,7 @@ def fit_linear_key_model(chromas: np.ndarray, keys: list[tuple[int, str]], l2: f
 
 
 def linear_key(chroma: np.ndarray, w: np.ndarray) -> tuple[int, str]:
-    from tunelens.caption.descriptors import key_inputs
+    from tunelens.embed.descriptors import key_inputs
 
     x = key_inputs(chroma[:1])
     i = int(np.argmax(np.concatenate([x @ w[0], x @ w[1]])))
@@ -251,12 +251,12 @@ KEY_HIDDEN, KEY_DECAY, KEY_EPOCHS = 64, 1e-2, 1500
 
 
 def fit_key_model(chromas: np.ndarray, keys: list[tuple[int, str]], seed: int = 0) -> dict[str, np.ndarray]:
-    """The network of `caption.descriptors.key_probabilities`: one hidden ReLU layer applied to each tonic's
+    """The network of `embed.descriptors.key_probabilities`: one hidden ReLU layer applied to each tonic's
     rolled chroma, a major and a minor score out, cross-entropy over the 24 keys; full-batch Adam on one thread with a
     fixed seed, so the weights depend only on the data."""
     import torch
 
-    from tunelens.caption.descriptors import key_inputs
+    from tunelens.embed.descriptors import key_inputs
 
     torch.manual_seed(seed)
     torch.set_num_threads(1)
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         return key_fits[mask.tobytes()]
 
     def key_methods(fit_mask: np.ndarray) -> dict:
-        from tunelens.caption.descriptors import key
+        from tunelens.embed.descriptors import key
 
         idx = [i for i in np.flatnonzero(fit_mask) if keys[i] is not None]
         methods = {name: (lambda c, p=prof: profile_key(c[0], p)) for name, prof in PROFILES.items()}

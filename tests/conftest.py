@@ -1,5 +1,6 @@
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -66,3 +67,19 @@ def demo_music(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "music"
     assert load_script("make_demo_corpus").main([str(out), "--limit", "8", "--max-seconds", "20"]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_library(tmp_path_factory, demo_music) -> Path:
+    """The 8 demo tracks and one broken file indexed (measured) with the default model, and captioned."""
+    from tunelens.caption.batch import CaptionConfig, caption_library
+    from tunelens.embed import load_encoder
+    from tunelens.index import Library
+    from tunelens.index.core.indexer import IndexConfig, index_folder
+
+    base = tmp_path_factory.mktemp("app")
+    shutil.copytree(demo_music, base / "music")
+    (base / "music" / "broken.wav").write_bytes(b"RIFF\x00\x00not audio")
+    index_folder(base / "lib", base / "music", load_encoder("musicnn"), IndexConfig())
+    caption_library(Library.open(base / "lib"), config=CaptionConfig(workers=1))
+    return base / "lib"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,21 +15,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app" / "streamlit_app.py"
 ARTIFACTS = ROOT / "tests" / "artifacts"
-
-
-@pytest.fixture(scope="session")
-def demo_library(tmp_path_factory, demo_music) -> Path:
-    from tunelens.caption.batch import CaptionConfig, caption_library
-    from tunelens.embed import load_encoder
-    from tunelens.index import Library
-    from tunelens.index.core.indexer import IndexConfig, index_folder
-
-    base = tmp_path_factory.mktemp("app")
-    shutil.copytree(demo_music, base / "music")
-    (base / "music" / "broken.wav").write_bytes(b"RIFF\x00\x00not audio")
-    index_folder(base / "lib", base / "music", load_encoder("musicnn"), IndexConfig())
-    caption_library(Library.open(base / "lib"), config=CaptionConfig(workers=1))
-    return base / "lib"
 
 
 @pytest.fixture()
@@ -48,6 +32,11 @@ def titles(at) -> list[str]:
     return [m.value for m in at.markdown if m.value.startswith("**") and ". " in m.value]
 
 
+def paths(at) -> list[str]:
+    """The library paths of the result cards, in rank order."""
+    return [m.group(1) for c in at.caption for m in [re.search(r"`([^`]+)`$", c.value)] if m]
+
+
 def search(at, query: str):
     at.text_input(key="q").input(query).run()
     assert not at.exception
@@ -57,7 +46,7 @@ def search(at, query: str):
 def test_search_finds_the_expected_track_with_players(app):
     assert app.info and "description" in app.info[0].value  # empty query: a hint, not an error
     search(app, "choir singing")
-    found = titles(app)
+    found = paths(app)
     assert any("choir" in t for t in found[:5]), found
     assert len(app.get("audio")) == len(found) >= 5
     assert any("Best match at" in c.value for c in app.caption)
@@ -66,13 +55,30 @@ def test_search_finds_the_expected_track_with_players(app):
 
 def test_filters_narrow_the_results(app):
     search(app, "classical music")
-    everything = titles(app)
+    everything = paths(app)
     app.selectbox(key="f_folder").set_value("piano").run()
-    narrowed = titles(app)
+    narrowed = paths(app)
     assert 0 < len(narrowed) < len(everything) and all("piano" in t for t in narrowed)
     app.selectbox(key="f_folder").set_value("(all)").run()
     app.slider(key="f_tempo").set_value((40, 41)).run()
     assert not titles(app) and any("No track matches" in w.value for w in app.warning)
+
+
+def test_compositional_query_shows_chips_sets_filters_and_a_removed_chip_reruns(app):
+    search(app, "piano over 100 bpm")
+    chips = {b.label: b for b in app.button if b.key and b.key.startswith("chip_")}
+    assert any("piano" in c for c in chips) and any("> 100 BPM" in c for c in chips), list(chips)
+    assert app.slider(key="f_tempo").value == (100, 220)  # the hard facet set the sidebar filter
+    tempi = [float(m.group(1)) for c in app.caption for m in [re.search(r"· (\d+) BPM ·", c.value)] if m]
+    assert tempi and all(t > 100 for t in tempi), tempi  # every result obeys the facet
+    assert any("> 100 BPM" in c.value and "✓" in c.value for c in app.caption)  # each hit says why
+    before = len(paths(app))
+    next(b for label, b in chips.items() if "> 100 BPM" in label).click().run()
+    assert not app.exception
+    assert app.text_input(key="q").value == "piano"
+    assert not any("BPM" in b.label for b in app.button if b.key and b.key.startswith("chip_"))
+    assert app.slider(key="f_tempo").value == (40, 220)  # the filter the chip had set is cleared
+    assert len(paths(app)) > before
 
 
 def test_more_like_this_and_exports(app):

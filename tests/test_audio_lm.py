@@ -15,9 +15,9 @@ from conftest import tone
 from tunelens.caption.audio_lm import evidence_lines, split_segments
 from tunelens.caption.base import load_captioner
 from tunelens.caption.batch import CaptionConfig, caption_library
-from tunelens.caption.descriptors import analyse
 from tunelens.caption.evidence import Evidence
 from tunelens.embed.base import ModelUnavailableError
+from tunelens.embed.descriptors import analyse
 from tunelens.index import Library
 from tunelens.index.core.captions import CaptionStore
 from tunelens.index.core.indexer import IndexConfig, index_folder
@@ -97,7 +97,7 @@ def test_batch_captioning_and_qa_with_the_audio_lm(tiny_qwen, tiny_encoder, tmp_
 
 
 def test_evidence_lines_state_the_measurements():
-    from tunelens.caption.descriptors import Descriptors
+    from tunelens.embed.descriptors import Descriptors
 
     d = Descriptors(duration=125.0, tempo_bpm=96.4, tempo_confidence=0.8, key="G major", key_confidence=0.3,
                     loudness_lufs=-14.0, loudness_range_lu=6.5, brightness_hz=1800.0, onset_rate=3.0,

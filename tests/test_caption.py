@@ -14,9 +14,9 @@ import soundfile as sf
 
 from tunelens.caption.batch import CaptionConfig, caption_library
 from tunelens.caption.describe import DescribeCaptioner
-from tunelens.caption.descriptors import Descriptors, analyse, analyse_samples
 from tunelens.caption.evidence import Evidence, Thresholds, caption_thresholds
 from tunelens.caption.qa import CANT_TELL, answer
+from tunelens.embed.descriptors import Descriptors, analyse, analyse_samples
 from tunelens.index import Library
 from tunelens.index.core.captions import CaptionStore
 from tunelens.index.core.indexer import IndexConfig, index_folder
@@ -80,7 +80,7 @@ def chorale(bpm: float, seconds: float = 30.0) -> np.ndarray:
 @pytest.mark.parametrize("bpm", [66.0, 72.0])
 def test_tempo_follows_harmonic_rhythm(bpm):
     """The eighth notes make the strongest pulse; the chords changing on the beat decide for the beat."""
-    from tunelens.caption.descriptors import pulse_and_pitch, tempo
+    from tunelens.embed.descriptors import pulse_and_pitch, tempo
 
     _, registers, onset_rate, harmony, _ = pulse_and_pitch(chorale(bpm))
     assert tempo(registers, onset_rate)[0] == pytest.approx(2 * bpm, rel=0.04)  # onsets alone: twice too fast
@@ -214,8 +214,25 @@ def small_library(tmp_path, tiny_encoder):
     for i, bpm in enumerate((70, 90, 110, 130, 150, 80)):
         sf.write(music / f"{i}.wav", clicks(bpm, 12), SR)
     (music / "broken.wav").write_bytes(b"RIFF\x00\x00")
-    index_folder(tmp_path / "lib", music, tiny_encoder, IndexConfig(batch_files=4, processes=0))
+    # not measured at index time, so that captioning measures (and can fail on) each file itself
+    index_folder(tmp_path / "lib", music, tiny_encoder, IndexConfig(batch_files=4, processes=0, measure=False))
     return tmp_path / "lib"
+
+
+def test_captions_reuse_what_index_measured(small_library, tiny_encoder):
+    from tunelens.index.core.captions import MeasureStore
+
+    report = index_folder(small_library, Path(Library.open(small_library).ok_tracks()["path"][0]).parent,
+                          tiny_encoder, IndexConfig(processes=0))
+    assert report.indexed == 0 and report.measures.measured == 6  # a later run measures what is missing
+    lib = Library.open(small_library)
+    for path in lib.ok_tracks()["path"]:  # captions come from the measurements, not from the audio again
+        Path(path).write_bytes(b"not audio any more")
+    assert caption_library(lib, config=CaptionConfig(workers=1)).captioned == 6
+    caps = CaptionStore(lib.root).read("describe").sort("track_id")
+    measured = MeasureStore(lib.root).read_all().sort("track_id")
+    assert caps["tempo_bpm"].to_list() == measured["tempo_bpm"].to_list()
+    assert caps["key"].to_list() == measured["key"].to_list()
 
 
 def test_batch_captioning_records_failures_and_skips_done_work(small_library):

@@ -224,3 +224,28 @@ def test_playlists_of_hits():
     csv = to_csv(hits).splitlines()
     assert csv[0].startswith("rank,score,track_id,path") and len(csv) == 3 and "x/one.flac" in csv[1]
     assert to_csv([]).splitlines()[0].startswith("rank,")
+
+
+def test_measuring_resumes_after_a_kill_and_redoes_only_changed_files(tmp_path, music_dir, tiny_encoder):
+    from tunelens.index.core.captions import MeasureStore
+    from tunelens.index.core.measures import current_measures, measure_library
+
+    index_folder(tmp_path / "lib", music_dir, tiny_encoder, IndexConfig(processes=0, measure=False))
+    lib = Library.open(tmp_path / "lib")
+
+    def killed(done, total, audio_s):
+        raise KeyboardInterrupt  # the process dies after its first batch is written
+
+    with pytest.raises(KeyboardInterrupt), lib.lock():
+        measure_library(lib, processes=1, batch_tracks=2, progress=killed)
+    assert len(MeasureStore(lib.root).read_all()) == 2  # the finished batch is kept
+    with lib.lock():
+        report = measure_library(lib, processes=1, batch_tracks=2)
+    assert report.done_before == 2 and report.measured == 3 and len(current_measures(lib)) == 5
+    assert not list((lib.root / "measures").glob("batch-*"))  # compacted into measures.parquet
+    sf.write(music_dir / "t1.wav", tone(6, 880), 22050)  # a changed file is embedded and measured again
+    report = index_folder(tmp_path / "lib", music_dir, tiny_encoder, IndexConfig(processes=0))
+    assert report.indexed == 1 and report.measures.measured == 1 and report.measures.done_before == 4
+    lib = Library.open(tmp_path / "lib")
+    row = current_measures(lib).join(lib.ok_tracks(), on="track_id").filter(pl.col("rel_path") == "t1.wav")
+    assert abs(row["duration"][0] - 6.0) < 0.1

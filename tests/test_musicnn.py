@@ -130,7 +130,7 @@ def test_default_model_indexes_and_finds_the_demo_instruments(tmp_path):
             text=True,
             timeout=300,
         )
-        hits = json.loads(res.stdout)
+        hits = json.loads(res.stdout)["hits"]
         assert instruments[hits[0]["rel_path"]] == inst, (query, hits[0]["rel_path"])
     tags = subprocess.run([sys.executable, "-m", "tunelens.app.cli", "tags", str(next(demo.rglob("*.flac"))), "--json"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)

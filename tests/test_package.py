@@ -84,7 +84,7 @@ def test_the_wheel_holds_only_the_tunelens_package_and_its_weights(tmp_path):
                    "tunelens/index/vectors/faiss_module.py", "tunelens/embed/weights/musicnn_MTT.safetensors",
                    "tunelens/embed/weights/musicnn_MSD.safetensors", "tunelens/embed/weights/musicnn_tags.json",
                    "tunelens/embed/weights/instruments.safetensors", "tunelens/embed/weights/instruments.json",
-                   "tunelens/caption/weights/descriptors.json", "tunelens/caption/weights/key_model.safetensors",
+                   "tunelens/embed/weights/descriptors.json", "tunelens/embed/weights/key_model.safetensors",
                    "tunelens/caption/weights/calibration.json"):
         assert needed in names, needed
     assert not [n for n in names if re.match(r"tunelens/(tests|scripts|demo)/|tunelens/[^/]+\.(md|toml)$", n)]
@@ -107,9 +107,9 @@ def test_readme_python_example_runs(tmp_path, demo_music, monkeypatch):
     assert scope["report"].indexed == 8 and scope["hits"] and scope["like"]
     assert scope["answer"].text and (tmp_path / "dataset" / "export.json").exists()
     # the Python calls gave what the CLI gives on the same library
-    cli = subprocess.run([sys.executable, "-m", "tunelens.app.cli", "search", "solo piano", "--library",
+    cli = subprocess.run([sys.executable, "-m", "tunelens.app.cli", "search", "slow solo piano", "--library",
                           "tunelens-library", "-k", "3", "--json"], capture_output=True, text=True, check=True)
-    assert [h["track_id"] for h in json.loads(cli.stdout)] == [h.track_id for h in scope["hits"]]
+    assert [h["track_id"] for h in json.loads(cli.stdout)["hits"]] == [h.track_id for h in scope["hits"]]
 
 
 def _make_old_format(lib_dir) -> dict[str, str]:

@@ -14,6 +14,7 @@ import soundfile as sf
 from conftest import ROOT, tone
 
 from tunelens.index import Library
+from tunelens.index.core.captions import MeasureStore
 from tunelens.index.core.indexer import IndexConfig, index_folder
 from tunelens.index.search import search_moments, search_text
 from tunelens.index.vectors.choice import IndexChoice, build, exact_neighbours, parse_memory, recall_at
@@ -104,7 +105,7 @@ def test_cli_index_choice_and_moments(tmp_path, music_dir, tiny_spec):
     assert "too few to train" in index["tracks"]["why"]
     r = run("search", "a tone", "--library", str(lib_dir), "--moments", "--json", "-k", "2")
     assert r.returncode == 0, r.stderr
-    assert len(json.loads(r.stdout)) == 2
+    assert len(json.loads(r.stdout)["hits"]) == 2
     r = run("index", str(music_dir), "--library", str(lib_dir), "--index", "kd-tree")
     assert r.returncode == 2 and "unknown index type 'kd-tree'" in r.stderr
     r = run("index", str(music_dir), "--library", str(lib_dir), "--max-memory", "lots")
@@ -195,6 +196,9 @@ def test_ray_engine_gives_the_vectors_of_the_local_engine(tmp_path, music_dir, t
     a, b = Library.open(tmp_path / "local").catalog, Library.open(tmp_path / "ray").catalog
     cols = ["rel_path", "content_hash", "duration", "audio_hash", "window_count", "status"]
     assert a.select(cols).sort("rel_path").equals(b.select(cols).sort("rel_path"))
+    assert r.measures.measured == 5  # the analysis pass ran on Ray too, and measured what the local one did
+    m_local, m_ray = (MeasureStore(tmp_path / d).read_all().sort("track_id") for d in ("local", "ray"))
+    assert m_local.select("tempo_bpm", "key", "loudness_lufs").equals(m_ray.select("tempo_bpm", "key", "loudness_lufs"))
 
 
 @pytest.mark.slow
@@ -212,7 +216,7 @@ def test_memory_stays_flat_on_20k_short_files(tmp_path):
         sf.write(music / f"d{i % 20:02d}" / f"{i:05d}.wav", np.roll(clip, i * 7), 16000, subtype="PCM_16")
     proc = subprocess.Popen(
         [sys.executable, "-m", "tunelens.app.cli", "index", str(music), "--library", str(tmp_path / "lib"),
-         "--model", tiny_spec, "--processes", "2", "--index", "auto"],
+         "--model", tiny_spec, "--processes", "2", "--index", "auto", "--no-measure"],  # embedding's memory
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
     peak = [0, 0]  # PSS (shared library pages split between the processes that map them), RSS

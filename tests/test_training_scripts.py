@@ -28,7 +28,7 @@ def test_augmentation_is_deterministic_and_changes_the_sound():
 def test_key_model_learns_keys_and_is_deterministic():
     """Chroma of 24 keys (scale degrees weighted like a key profile, with noise) → the fitted network finds the key
     of new noisy chroma, and two fits on the same data give the same weights."""
-    from tunelens.caption.descriptors import key
+    from tunelens.embed.descriptors import key
 
     td = script("train_descriptors")
     rng = np.random.default_rng(0)

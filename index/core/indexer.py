@@ -23,6 +23,7 @@ from tunelens.embed.parallel import WorkerSpec, embed_processes
 from tunelens.embed.pipeline import EmbeddedFile, embed_stream
 from tunelens.embed.registry import load_encoder
 from tunelens.index.core.library import Library, StagedBatch
+from tunelens.index.core.measures import MeasureReport, measure_library
 from tunelens.index.core.scan import FoundFile, content_hash, read_file_tags, scan_folder, tag_columns, track_id_for
 from tunelens.index.vectors.choice import IndexChoice, parse_memory
 
@@ -46,6 +47,9 @@ class IndexConfig:
     # library asked for before (auto, 4 GiB for a new one)
     index_kind: str | None = None
     max_memory: int | str | None = None
+    # measure tempo, key, loudness and energy of every track after embedding (`index.core.measures`), so that
+    # search can use them; off, a run only embeds (a later run with it on measures what is missing)
+    measure: bool = True
 
     def processes_for(self, encoder: AudioTextEncoder) -> int:
         """Worker processes this config runs for `encoder` (resolving the per-core default)."""
@@ -78,6 +82,7 @@ class IndexReport:
     seconds: float = 0.0
     library_tracks: int = 0
     index: dict = field(default_factory=dict)  # the FAISS indexes the library now has (manifest "index")
+    measures: MeasureReport | None = None  # the analysis pass (None when the config turned it off)
 
 
 ProgressFn = Callable[[int, int, float], None]  # (files done, files to do, audio seconds done)
@@ -200,11 +205,13 @@ def _assign_ids(found: list[FoundFile], catalog: pl.DataFrame) -> tuple[dict[str
 
 def index_folder(library: str | Path, music_dir: str | Path, encoder: AudioTextEncoder | str | None = None,
                  config: IndexConfig = IndexConfig(), progress: ProgressFn | None = None,
-                 precision: str = "fp32") -> IndexReport:
-    """Index `music_dir` into `library`, as `tunelens index` does.
+                 precision: str = "fp32", measure_progress: ProgressFn | None = None) -> IndexReport:
+    """Index `music_dir` into `library`, as `tunelens index` does: embed, commit, then measure (tempo, key,
+    loudness...) what has no current measurement.
 
     `encoder`: an encoder, a model spec ("musicnn", "clap:FOLDER"), or None for the library's own model (the
-    default model for a new library). Files that cannot be used are recorded with a reason; the run goes on."""
+    default model for a new library). Files that cannot be used are recorded with a reason; the run goes on.
+    `progress` follows embedding, `measure_progress` the analysis pass: (tracks done, to do, audio seconds)."""
     t0 = time.time()
     library, music_dir = Path(library), Path(music_dir)
     if not music_dir.is_dir():
@@ -282,5 +289,10 @@ def index_folder(library: str | Path, music_dir: str | Path, encoder: AudioTextE
             lib.commit(removed, batches, choice, moved)
         report.library_tracks = int((lib.catalog["status"] == "ok").sum())
         report.index = lib.manifest.index
+        if config.measure:
+            workers = config.processes if config.processes is not None else (os.cpu_count() or 1)
+            report.measures = measure_library(lib, max(1, workers), retry_errors=config.retry_errors,
+                                              progress=measure_progress, engine=config.engine,
+                                              ray_address=config.ray_address)
     report.seconds = time.time() - t0
     return report

@@ -74,6 +74,7 @@ class Library:
         self._catalog: pl.DataFrame | None = None
         self._index: VectorIndex | None = None
         self._window_index: VectorIndex | None = None
+        self._windows_table: pl.DataFrame | None = None
         self._encoders: dict[str, AudioTextEncoder] = {}
 
     # -- opening -------------------------------------------------------------------------------------------
@@ -161,8 +162,10 @@ class Library:
         return _load_vectors(self.root / "windows.npy", self.dim)
 
     def windows_table(self) -> pl.DataFrame:
-        path = self.root / "windows.parquet"
-        return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=WINDOW_SCHEMA)
+        if self._windows_table is None:
+            path = self.root / "windows.parquet"
+            self._windows_table = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=WINDOW_SCHEMA)
+        return self._windows_table
 
     @property
     def vector_index(self) -> VectorIndex:
@@ -198,10 +201,16 @@ class Library:
 
     def summary(self) -> dict:
         """Counts, model, pipeline, index choice and failed files, as `tunelens info --json` prints them."""
+        from tunelens.embed.descriptors import DESCRIPTORS_VERSION
+        from tunelens.index.core.captions import MeasureStore
+
         ok = self.catalog.filter(pl.col("status") == "ok")
         failed = self.failed()
+        m = MeasureStore(self.root).read_all().join(ok.select("track_id", "content_hash"),
+                                                    on=["track_id", "content_hash"])
+        measured = int(((m["measure_version"] == DESCRIPTORS_VERSION) & (m["status"] == "ok")).sum())
         return {
-            "library": str(self.root), "tracks": len(ok), "failed": len(failed),
+            "library": str(self.root), "tracks": len(ok), "failed": len(failed), "measured": measured,
             "hours": round(float(ok["duration"].sum() or 0) / 3600, 3),
             "windows": int(ok["window_count"].sum() or 0), "pipeline": self.manifest.pipeline.to_dict(),
             "precision": self.manifest.precision, "index": self.manifest.index,
@@ -209,7 +218,11 @@ class Library:
         }
 
     def ok_tracks(self) -> pl.DataFrame:
-        return self.catalog.filter(pl.col("status") == "ok").sort("vec_row")
+        """Indexed tracks in the order of their vectors (computed once per state of the catalog)."""
+        catalog = self.catalog
+        if getattr(self, "_ok", (None,))[0] is not catalog:
+            self._ok = (catalog, catalog.filter(pl.col("status") == "ok").sort("vec_row"))
+        return self._ok[1]
 
     # -- writing -------------------------------------------------------------------------------------------
     def lock(self) -> _Lock:
@@ -332,7 +345,7 @@ class Library:
             },
         )
         _finish_commit(self.root)
-        self._catalog, self._index, self._window_index = None, None, None
+        self._catalog, self._index, self._window_index, self._windows_table = None, None, None, None
 
 
 def _new_vectors(path: Path, n: int, dim: int) -> np.memmap:

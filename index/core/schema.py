@@ -1,18 +1,19 @@
 """The one table of what a library stores, column by column (beets' one field table).
 
 Records that are produced elsewhere and stored here are dataclasses (`embed.quality.AudioQuality`, measured
-while decoding; `Descriptors`, measured while captioning), and their columns are derived from their fields,
-so a new measure is added in one place. Every other module takes its column lists from here.
+while decoding; `embed.descriptors.Descriptors`, measured by the analysis pass of `tunelens index`), and their
+columns are derived from their fields, so a new measure is added in one place. Every other module takes its
+column lists from here.
 """
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
-from dataclasses import asdict, dataclass, field
 
 import polars as pl
 
+from tunelens.embed.descriptors import Descriptors
 from tunelens.embed.quality import AudioQuality
 
 _SCALARS = {float: pl.Float64, int: pl.Int64, str: pl.String, bool: pl.Boolean}
@@ -34,31 +35,6 @@ def dataclass_schema(cls: type) -> dict[str, pl.DataType]:
     return {f.name: polars_type(hints[f.name]) for f in dataclasses.fields(cls)}
 
 
-@dataclass
-class Descriptors:
-    """Musical facts measured from a track's audio (`caption.descriptors.analyse`), stored with its caption."""
-
-    duration: float
-    tempo_bpm: float | None
-    tempo_confidence: float  # margin of the chosen tempo over the next candidate (caption.descriptors.tempo)
-    key: str | None  # "G major"
-    key_confidence: float  # probability of that key (caption.descriptors.key)
-    loudness_lufs: float | None
-    loudness_range_lu: float | None
-    brightness_hz: float
-    onset_rate: float  # onsets per second
-    energy_db: list[float] = field(default_factory=list)  # RMS in ten equal spans, dB relative to the loudest
-
-    @property
-    def mode(self) -> str | None:
-        return self.key.split()[1] if self.key else None
-
-    def as_row(self) -> dict:
-        row = asdict(self)
-        row["energy_db"] = [float(x) for x in self.energy_db]
-        return row
-
-
 # -- catalog.parquet: one row per file found --------------------------------------------------------------------
 FILE_TAG_COLUMNS = ("title", "artist", "album", "genre", "date")  # read from the file's own tags (mutagen)
 QUALITY_COLUMNS = tuple(dataclass_schema(AudioQuality))  # null in catalogs written before quality was measured
@@ -78,13 +54,22 @@ CATALOG_SCHEMA: dict[str, pl.DataType] = {
 WINDOW_SCHEMA: dict[str, pl.DataType] = {"track_id": pl.String, "window": pl.Int64, "start_s": pl.Float64,
                                          "end_s": pl.Float64}
 
-# -- captions.parquet: one row per (track, captioner) -------------------------------------------------------------
+# -- measures.parquet: one row per track, the descriptors the analysis pass of `tunelens index` measured ----------
 DESCRIPTOR_COLUMNS = tuple(dataclass_schema(Descriptors))
+MEASURE_SCHEMA: dict[str, pl.DataType] = {
+    "track_id": pl.String, "content_hash": pl.String, "measure_version": pl.String, "status": pl.String,
+    "error": pl.String, "measured_at": pl.Float64,
+    **dataclass_schema(Descriptors),
+}
+# what measurements add to a track's row (duration is the catalog's own)
+MEASURE_COLUMNS = tuple(c for c in DESCRIPTOR_COLUMNS if c != "duration")
+
+# -- captions.parquet: one row per (track, captioner) -------------------------------------------------------------
 CAPTION_SCHEMA: dict[str, pl.DataType] = {
     "track_id": pl.String, "content_hash": pl.String, "captioner": pl.String, "captioner_version": pl.String,
     "caption": pl.String, "description": pl.String, "status": pl.String, "error": pl.String,
     "captioned_at": pl.Float64,
     **dataclass_schema(Descriptors),
 }
-# what a caption adds to a track's row (duration is the catalog's own)
-CAPTION_COLUMNS = ("caption", "description", *(c for c in DESCRIPTOR_COLUMNS if c != "duration"))
+# what a caption adds to a track's row (its descriptors are those the measurements hold, or were before them)
+CAPTION_COLUMNS = ("caption", "description", *MEASURE_COLUMNS)

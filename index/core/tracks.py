@@ -7,15 +7,18 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from tunelens.embed.musicnn_encoder import INSTRUMENT_PREFIX
 from tunelens.index.core.captions import CaptionStore
 from tunelens.index.core.library import Library
-from tunelens.index.core.schema import CAPTION_COLUMNS, FILE_TAG_COLUMNS
+from tunelens.index.core.measures import current_measures
+from tunelens.index.core.schema import CAPTION_COLUMNS, FILE_TAG_COLUMNS, MEASURE_COLUMNS
 from tunelens.index.curation.quality import QUALITY_FLAGS, QualityThresholds, quality_flag_columns
 
 
 def track_table(lib: Library, captioner: str | None = None) -> pl.DataFrame:
-    """Indexed tracks joined with their newest successful caption row (the named captioner's, else any), with
-    quality flags at the default thresholds."""
+    """Indexed tracks joined with their measurements (tempo, key, loudness... from `tunelens index`) and their newest
+    successful caption row (the named captioner's, else any), with quality flags at the default thresholds. A track
+    measured before its caption's descriptors existed shows the caption's."""
     ok = lib.ok_tracks()
     caps = CaptionStore(lib.root).read(captioner).filter(pl.col("status") == "ok")
     if captioner is None and len(caps):
@@ -29,12 +32,30 @@ def track_table(lib: Library, captioner: str | None = None) -> pl.DataFrame:
     out = out.with_columns([pl.when(stale).then(None).otherwise(pl.col(c)).alias(c) for c in CAPTION_COLUMNS]).drop(
         "_caption_hash"
     )
+    measured = current_measures(lib).drop("duration").rename({c: f"_m_{c}" for c in MEASURE_COLUMNS})
+    out = out.join(measured, on="track_id", how="left").with_columns(
+        pl.col("track_id").is_in(measured["track_id"].implode()).alias("measured"),
+        *[pl.when(pl.col("track_id").is_in(measured["track_id"].implode())).then(pl.col(f"_m_{c}"))
+          .otherwise(pl.col(c)).alias(c) for c in MEASURE_COLUMNS],
+    ).drop([f"_m_{c}" for c in MEASURE_COLUMNS])
     return out.with_columns(quality_flag_columns())
 
 
 def tag_probs(tags_json: str | None) -> dict[str, float]:
     """The catalog's `tags` column (JSON of predicted tag → probability, or null) as a dict."""
     return json.loads(tags_json) if tags_json else {}
+
+
+# Predicted tags that mean singing: the taggers' vocal tags and the recogniser's choir. The strongest of them is
+# the evidence of vocals, for captions and answers (caption.evidence) and for search (index.search.hybrid).
+VOICE_TAGS = ("vocal", "vocals", "singing", "voice", "choir", "choral", "female", "male", "woman", "man",
+              "female vocal", "male vocal", "female voice", "male voice", "female vocalists", "male vocalists",
+              "female vocalist", "opera", INSTRUMENT_PREFIX + "choir")
+
+
+def voice_probability(tags: dict[str, float]) -> float:
+    """The strongest vocal tag's probability (tags below the catalog's 0.05 floor count as 0)."""
+    return max(tags.get(t, 0.0) for t in VOICE_TAGS)
 
 
 @dataclass

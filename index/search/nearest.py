@@ -1,7 +1,11 @@
-"""Queries against a library: text → tracks, track → similar tracks, each with its best-matching window."""
+"""Queries against a library: text → tracks, track → similar tracks, each with its best-matching window.
+
+`search` and `similar` read the query first (`index.search.query`) and rank with measurements and file tags as well
+as the model (`index.search.hybrid`); `search_text` and `search_moments` are the model alone, as before.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +15,8 @@ from tunelens.embed.audio import AudioError
 from tunelens.embed.base import AudioTextEncoder, PipelineSpec
 from tunelens.embed.pipeline import embed_file
 from tunelens.index.core.library import Library, LibraryError
-
-MAX_QUERY_CHARS = 1000
+from tunelens.index.search.hybrid import MAX_QUERY_CHARS, SearchResults, explain, facet_table, parse_for, rank
+from tunelens.index.search.query import Facet, parse
 
 
 @dataclass
@@ -27,6 +31,7 @@ class Hit:
     duration: float
     best_start_s: float  # where in the track the query matches best ("find the moment")
     best_end_s: float
+    why: list[str] = field(default_factory=list)  # the facets each hit meets or misses, with its measured values
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,6 +44,7 @@ def _hit(track: dict, rank: int, score: float, wtab: pl.DataFrame, window_row: i
 
 
 def _query_vector(lib: Library, encoder: AudioTextEncoder, text: str) -> np.ndarray:
+    """The whole text to the model, unread (`search_text`, `search_moments`)."""
     text = (text or "").strip()
     if not text:
         raise ValueError("the query is empty; describe the music you want, e.g. \"slow solo piano\"")
@@ -88,16 +94,56 @@ def search_text(lib: Library, encoder: AudioTextEncoder, text: str, k: int = 10,
 
 
 def search(library: Library | str | Path, text: str, k: int = 10, moments: bool = False,
-           encoder: AudioTextEncoder | None = None, device: str = "auto") -> list[Hit]:
+           encoder: AudioTextEncoder | None = None, device: str = "auto", allowed: set[str] | None = None,
+           parse_query: bool = True) -> SearchResults:
     """The k tracks (or, with `moments`, the k best 10 s windows, one per track) that best match `text`, as
-    `tunelens search` finds them; the library's own model embeds the text unless `encoder` is given."""
+    `tunelens search` finds them: the query is read into concepts for the library's model and facets on measurements
+    and file tags, and ranked on both (`parse_query=False`: the whole text to the model alone). The result is a list
+    of hits that also says what the query was understood as (`.query`), and why it is empty when it is."""
     lib = Library.coerce(library)
     encoder = encoder or lib.encoder(device)
-    return (search_moments if moments else search_text)(lib, encoder, text, k)
+    if not parse_query:
+        hits = (search_moments(lib, encoder, text, k) if moments else
+                search_text(lib, encoder, text, k, allowed=allowed))
+        return SearchResults(hits)
+    q = parse_for(lib, text, encoder)
+    return ranked_hits(lib, encoder, q, k, moments=moments, allowed=allowed)
+
+
+def ranked_hits(lib: Library, encoder: AudioTextEncoder | None, q, k: int, moments: bool = False,
+                allowed: set[str] | None = None, exclude: set[str] = frozenset(),
+                base: np.ndarray | None = None) -> SearchResults:
+    """The top k of `hybrid.rank` as hits, each with its best moment and why it is there."""
+    r = rank(lib, encoder, q, moments=moments, allowed=allowed, exclude=exclude, base=base)
+    notes = list(q.notes) + r.notes
+    if not len(r.order):
+        return SearchResults([], q, notes, r.empty_reason or "no track matches the query")
+    ok = lib.ok_tracks()
+    wtab = lib.windows_table()
+    windows = lib.window_vectors()
+    cols = facet_table(lib).columns
+    hits: list[Hit] = []
+    for score, row in zip(r.score[:k], r.order[:k]):
+        t = ok.row(int(row), named=True)
+        off, cnt = t["window_offset"], t["window_count"]
+        if r.best_window is not None:
+            w = int(r.best_window[row])
+        elif r.query_vector is not None and cnt:
+            w = off + int(np.argmax(np.asarray(windows[off:off + cnt]) @ r.query_vector))
+        else:
+            w = off
+        hit = _hit(t, len(hits) + 1, float(score), wtab, w)
+        if r.semantic is not None:
+            what = ", ".join(q.concepts) if q.concepts else "this track"
+            hit.why.append(f"sounds like {what}: {r.semantic[row]:+.1f} sd")
+        hit.why += [explain(f, cols, int(row)) for f in q.facets]
+        hits.append(hit)
+    return SearchResults(hits, q, notes)
 
 
 def search_moments(lib: Library, encoder: AudioTextEncoder, text: str, k: int = 10) -> list[Hit]:
-    """The k best-matching 10 s windows across the library, at most one per track, from the window index."""
+    """The k best-matching 10 s windows across the library, at most one per track, from the window index (the
+    model alone; `search(..., moments=True)` also reads facets)."""
     query = _query_vector(lib, encoder, text)
     index = lib.window_index
     if index.ntotal == 0:
@@ -134,9 +180,10 @@ def find_track(lib: Library, ref: str) -> dict | None:
 
 
 def similar(library: Library | str | Path, ref: str, k: int = 10, encoder: AudioTextEncoder | None = None,
-            allowed: set[str] | None = None, device: str = "auto") -> list[Hit]:
+            allowed: set[str] | None = None, device: str = "auto", steer: str | None = None) -> SearchResults:
     """Tracks like a library track (by id or path), or like any audio file (embedded on the fly by `encoder`,
-    by default the library's own model)."""
+    by default the library's own model). `steer` moves the search: "slower", "without vocals", "with piano",
+    "in a minor key" (tempo words relative to the track: "slower" prefers under 92% of its tempo)."""
     lib = Library.coerce(library)
     ref = str(ref)
     track = find_track(lib, ref)
@@ -144,16 +191,39 @@ def similar(library: Library | str | Path, ref: str, k: int = 10, encoder: Audio
         if track["status"] != "ok":
             raise LibraryError(f"{track['rel_path']} is in the library but failed to index: {track['error']}")
         vec = np.asarray(lib.track_vectors()[track["vec_row"]])
-        return search_vector(lib, vec, k, exclude={track["track_id"]}, allowed=allowed)
-    if not Path(ref).is_file():
-        raise LibraryError(f"{ref!r} is neither a track id or path in {lib.root} nor an audio file")
+        exclude = {track["track_id"]}
+    else:
+        if not Path(ref).is_file():
+            raise LibraryError(f"{ref!r} is neither a track id or path in {lib.root} nor an audio file")
+        encoder = encoder or lib.encoder(device)
+        lib.check_pipeline(PipelineSpec.for_encoder(encoder))
+        try:
+            emb = embed_file(ref, encoder)
+        except AudioError as e:
+            raise LibraryError(str(e)) from None
+        vec, exclude = emb.track_vector, set()
+    if not (steer or "").strip():
+        return SearchResults(search_vector(lib, vec, k, exclude=exclude, allowed=allowed))
+    from tunelens.index.search.hybrid import encoder_vocabulary
+
     encoder = encoder or lib.encoder(device)
-    lib.check_pipeline(PipelineSpec.for_encoder(encoder))
-    try:
-        emb = embed_file(ref, encoder)
-    except AudioError as e:
-        raise LibraryError(str(e)) from None
-    return search_vector(lib, emb.track_vector, k, allowed=allowed)
+    q = parse(steer.strip()[:MAX_QUERY_CHARS], facet_table(lib).names, encoder_vocabulary(encoder))
+    if track is not None:
+        q.facets = [_relative(f, facet_table(lib).columns, int(track["vec_row"])) for f in q.facets]
+    return ranked_hits(lib, encoder, q, k, allowed=allowed, exclude=exclude, base=vec)
+
+
+def _relative(f: Facet, cols: dict, row: int) -> Facet:
+    """"slower"/"faster" said of a track: a preference under 92% or over 108% of its measured tempo."""
+    from dataclasses import replace
+
+    bpm = cols["tempo"][row]
+    comparative = any(w in f.phrase.lower() for w in ("slower", "faster"))
+    if f.kind != "tempo" or f.hard or not np.isfinite(bpm) or not comparative:
+        return f
+    if "slower" in f.phrase.lower():
+        return replace(f, label=f"slower than this ({bpm:.0f} BPM)", low=None, high=0.92 * bpm)
+    return replace(f, label=f"faster than this ({bpm:.0f} BPM)", low=1.08 * bpm, high=None)
 
 
 def to_m3u(hits: list[Hit]) -> str:
@@ -166,4 +236,5 @@ def to_m3u(hits: list[Hit]) -> str:
 
 
 def to_csv(hits: list[Hit]) -> str:
-    return pl.DataFrame([h.to_dict() for h in hits] or None, schema=list(Hit.__dataclass_fields__)).write_csv()
+    rows = [{**h.to_dict(), "why": "; ".join(h.why)} for h in hits]
+    return pl.DataFrame(rows or None, schema=list(Hit.__dataclass_fields__)).write_csv()

@@ -19,14 +19,15 @@ the confidence is the chosen key's probability. Loudness: ITU-R BS.1770 integrat
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from tunelens.index.core.schema import Descriptors  # the stored record; measured here
-
-DESCRIPTORS_VERSION = "d4"  # d4: tempo weighted by harmonic rhythm; key from chroma and its thirds, an MLP
+# d4: tempo weighted by harmonic rhythm; key from chroma and its thirds, an MLP; d5: chroma change without tuning
+# estimation (same tempi on every file checked, 40% faster)
+DESCRIPTORS_VERSION = "d5"
 ANALYSIS_SR = 22050
 HOP = 256
 TEMPO_PRIOR_BPM = 120.0
@@ -53,6 +54,32 @@ TEMPO_FEATURES = ("acf", "acf_double_lag", "acf_half_lag", "acf_triple_lag", "ac
                   "harmony", "harmony_double_lag", "prior")
 TEMPO_MULTIPLES = (1 / 3, 1 / 2, 2 / 3, 3 / 4, 4 / 3, 3 / 2, 2, 3)
 KEY_MODEL = Path(__file__).parent / "weights" / "key_model.safetensors"  # provenance: weights/descriptors.json
+
+
+@dataclass
+class Descriptors:
+    """Musical facts measured from a track's audio (`analyse`): by the analysis pass of `tunelens index` into the
+    library's measurements, and stored with each caption made from them."""
+
+    duration: float
+    tempo_bpm: float | None
+    tempo_confidence: float  # margin of the chosen tempo over the next candidate (embed.descriptors.tempo)
+    key: str | None  # "G major"
+    key_confidence: float  # probability of that key (embed.descriptors.key)
+    loudness_lufs: float | None
+    loudness_range_lu: float | None
+    brightness_hz: float
+    onset_rate: float  # onsets per second
+    energy_db: list[float] = field(default_factory=list)  # RMS in ten equal spans, dB relative to the loudest
+
+    @property
+    def mode(self) -> str | None:
+        return self.key.split()[1] if self.key else None
+
+    def as_row(self) -> dict:
+        row = asdict(self)
+        row["energy_db"] = [float(x) for x in self.energy_db]
+        return row
 
 
 def _register_acfs(onset_envs: np.ndarray) -> np.ndarray:
@@ -161,7 +188,9 @@ def harmonic_change(y: np.ndarray) -> np.ndarray:
     if len(y) < HARMONY_N_FFT:
         return np.zeros(1)
     power = np.abs(librosa.stft(y, n_fft=HARMONY_N_FFT, hop_length=HARMONY_HOP)) ** 2
-    c = librosa.feature.chroma_stft(S=power, sr=ANALYSIS_SR, n_fft=HARMONY_N_FFT, norm=None)
+    # tuning 0: estimating it (librosa's default) took 40% of all analysis time, and the change of chroma does not
+    # need it (no tempo changed on the 62 demo tracks or 300 MuseScore/csound development clips)
+    c = librosa.feature.chroma_stft(S=power, sr=ANALYSIS_SR, n_fft=HARMONY_N_FFT, norm=None, tuning=0.0)
     c = np.log1p(100 * c / (c.max() + 1e-9))
     return np.concatenate([[0.0], np.maximum(np.diff(c, axis=1), 0).sum(axis=0)])
 
@@ -290,3 +319,16 @@ def analyse(path: str | Path) -> Descriptors:
 
     data, sr = read_audio(path)
     return analyse_samples(data.astype(np.float32, copy=False), sr)
+
+
+def analyse_paths(paths: list[str]) -> list[tuple[dict | None, str | None]]:
+    """(descriptor row, None) or (None, why it failed) for each file: a file that fails never stops the others."""
+    from tunelens.embed.audio import error_reason
+
+    out: list[tuple[dict | None, str | None]] = []
+    for p in paths:
+        try:
+            out.append((analyse(p).as_row(), None))
+        except Exception as e:  # noqa: BLE001 - any failure is recorded against this file, the batch goes on
+            out.append((None, error_reason(e)))
+    return out
