@@ -16,8 +16,9 @@ from tunelens.caption.describe import clock as m_ss
 from tunelens.index.core.tracks import TrackFilter, tag_probs
 from tunelens.index.curation.dupes import load_duplicates
 from tunelens.index.curation.quality import QUALITY_FLAGS
-from tunelens.index.search import MAX_QUERY_CHARS, Hit, search, similar, to_csv, to_m3u
+from tunelens.index.search import MAX_QUERY_CHARS, Hit, similar, to_csv, to_m3u
 from tunelens.index.search.hybrid import parse_for
+from tunelens.index.search.nearest import ranked_hits
 from tunelens.index.search.query import Facet, ParsedQuery, remove_phrase
 
 PAGES = ["Search", "Track", "Library"]
@@ -214,9 +215,8 @@ def search_page(lib, root: Path) -> None:
             return
         if len(query) > MAX_QUERY_CHARS:
             st.warning(f"The query is {len(query):,} characters long; only its first {MAX_QUERY_CHARS:,} are used.")
-        enc = R.encoder(lib.manifest.pipeline.model)
-        try:
-            hits = search(lib, query, k=k, encoder=enc, allowed=allowed)
+        try:  # the query read above (it set the filters) is the one searched
+            hits = ranked_hits(lib, R.encoder(lib.manifest.pipeline.model), parsed, k, allowed=allowed)
         except ValueError as e:
             st.error(str(e))
             return

@@ -35,7 +35,7 @@ from tunelens.index.search.query import (
 MAX_QUERY_CHARS = 1000
 EXACT_LIMIT = 200_000  # up to this many tracks every track is scored exactly; above, the FAISS top candidates
 CANDIDATES = 20_000
-TEMPO_CONFIDENT = 0.3  # tempo margin at which a measured tempo counts fully (caption.evidence's "clear" level)
+TEMPO_CONFIDENT = 0.3  # tempo margin (over the next candidate) at which a measured tempo counts fully
 VOCAL_MIDPOINT, VOCAL_SPAN = 0.25, 0.25  # vocal-tag probability: +1 at 0.5 and above, -1 at 0
 SHAPE_DB = 6.0  # energy rising this many dB from the first to the last tenths counts fully as "builds up"
 
@@ -47,13 +47,11 @@ class FacetTable:
     track_ids: list[str]
     columns: dict[str, np.ndarray]
     names: CatalogNames
-    measured: int  # tracks with current measurements
 
     @classmethod
     def build(cls, lib: Library) -> FacetTable:
-        t = track_table(lib)
-        ok_ids = lib.ok_tracks()["track_id"].to_list()
-        t = pl.DataFrame({"track_id": ok_ids}).join(t, on="track_id", how="left", maintain_order="left")
+        ok_ids = lib.ok_tracks()["track_id"].to_list()  # the row order of the vectors, which `rank` indexes by
+        t = pl.DataFrame({"track_id": ok_ids}).join(track_table(lib), on="track_id", how="left", maintain_order="left")
 
         def col(name: str, dtype=np.float64) -> np.ndarray:
             s = t[name]
@@ -80,7 +78,7 @@ class FacetTable:
             genres=tuple(sorted({g for v in cols["genre"] if v for g in re.split(r"\s*[;,/]\s*", v) if g})),
             folders=tuple(folders), has_years=bool(np.isfinite(years).any()),
         )
-        return cls(ok_ids, cols, names, int(t["measured"].fill_null(False).sum()))
+        return cls(ok_ids, cols, names)
 
 
 def _year(date: str | None) -> float:

@@ -16,7 +16,7 @@ from tunelens.embed.base import AudioTextEncoder, PipelineSpec
 from tunelens.embed.pipeline import embed_file
 from tunelens.index.core.library import Library, LibraryError
 from tunelens.index.search.hybrid import MAX_QUERY_CHARS, SearchResults, explain, facet_table, parse_for, rank
-from tunelens.index.search.query import Facet, parse
+from tunelens.index.search.query import Facet
 
 
 @dataclass
@@ -204,10 +204,8 @@ def similar(library: Library | str | Path, ref: str, k: int = 10, encoder: Audio
         vec, exclude = emb.track_vector, set()
     if not (steer or "").strip():
         return SearchResults(search_vector(lib, vec, k, exclude=exclude, allowed=allowed))
-    from tunelens.index.search.hybrid import encoder_vocabulary
-
     encoder = encoder or lib.encoder(device)
-    q = parse(steer.strip()[:MAX_QUERY_CHARS], facet_table(lib).names, encoder_vocabulary(encoder))
+    q = parse_for(lib, steer, encoder)
     if track is not None:
         q.facets = [_relative(f, facet_table(lib).columns, int(track["vec_row"])) for f in q.facets]
     return ranked_hits(lib, encoder, q, k, allowed=allowed, exclude=exclude, base=vec)
