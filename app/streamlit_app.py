@@ -129,7 +129,7 @@ def filters_sidebar(table: pl.DataFrame) -> TrackFilter:
             mode = st.radio("Mode", ["any", "major", "minor"], horizontal=True, key="f_mode")
             f.mode = None if mode == "any" else mode
         else:
-            st.caption("Tempo and key filters appear once the library is captioned (`tunelens caption`).")
+            st.caption("Tempo and key filters appear once the library is measured (run `tunelens index` again).")
         names = R.tag_names(table)
         f.tags = st.multiselect("Predicted tags", names, key="f_tags", help="Each chosen tag with probability ≥ 0.3")
         folders = sorted({p.rsplit("/", 1)[0] for p in table["rel_path"] if "/" in p})
