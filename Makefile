@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0          # the CPU wheel on this machine's disk; installed first so nothing pulls another build
-	$(BIN)/pip install -q -e '.[cpu,ray,demo,test]'   # tunelens[gpu] instead of [cpu] on a CUDA machine
+	$(BIN)/pip install -q -e '.[cpu,ray,serve,beets,demo,test]'   # tunelens[gpu] instead of [cpu] on a CUDA machine
 	$(BIN)/pip install -q --no-deps tinysoundfont  # its PyAudio dependency is only for live playback
 	touch $@
 

@@ -30,6 +30,7 @@ _API = {
     "search": "tunelens.index.search.nearest",
     "similar": "tunelens.index.search.nearest",
     "Hit": "tunelens.index.search.nearest",
+    "write_playlists": "tunelens.index.search.nearest",
     "SearchResults": "tunelens.index.search.hybrid",
     "caption_library": "tunelens.caption.batch",
     "CaptionConfig": "tunelens.caption.batch",
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from tunelens.index.search.nearest import Hit as Hit
     from tunelens.index.search.nearest import search as search
     from tunelens.index.search.nearest import similar as similar
+    from tunelens.index.search.nearest import write_playlists as write_playlists
 
 
 def __getattr__(name: str) -> object:

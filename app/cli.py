@@ -200,6 +200,22 @@ def similar(track: str = typer.Argument(..., help="Track id, path of an indexed 
     _print_hits(hits, as_json, f"like {track}")
 
 
+@app.command(name="playlist-dir")
+def playlist_dir(
+    queries: list[str] = typer.Argument(..., help='One playlist per description, e.g. "slow piano" "Bach organ".'),
+    library: Path = LibraryOpt,
+    to: Path = typer.Option(..., "--to", help="Folder to write the .m3u8 files to, e.g. MUSIC/Playlists (the "
+                            "folder Navidrome, Jellyfin, MPD or Plex scans)."),
+    k: int = typer.Option(50, "-k", help="Tracks per playlist."),
+) -> None:
+    """Write one .m3u8 playlist per description into a folder, with paths relative to it, for players that
+    import playlists from the music folder."""
+    with _friendly_errors():
+        written = tunelens.write_playlists(library, queries, to, k)
+    for path in written:
+        console.print(Text(f"wrote {path}"), soft_wrap=True)
+
+
 @app.command()
 def info(library: Path = LibraryOpt, as_json: bool = JsonOpt) -> None:
     """Counts, model, pipeline version and failed files of a library."""
@@ -459,6 +475,35 @@ def app_(
            "viewer"]
     sys.stdout.flush()
     os.execve(sys.executable, cmd, env)  # become the server, so that stopping this process stops it
+
+
+@app.command()
+def serve(
+    library: Path = LibraryOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; any other than loopback needs a token."),
+    port: int = typer.Option(8600, "--port", help="Port to serve on."),
+    token_file: Path | None = typer.Option(None, "--token-file", help="A file (readable by its owner only) holding "
+                                           "the bearer token clients must send."),
+    cors: list[str] = typer.Option([], "--cors", help="A browser origin allowed to call the API (repeatable); "
+                                   "none: CORS off."),
+    device: str = DeviceOpt,
+    workers: int = typer.Option(1, "--workers", help="Server processes, each with its own copy of the model "
+                                "(about 0.7 GB each); one per core serves the most requests."),
+) -> None:
+    """Serve LIBRARY over HTTP: search, similar (by id or uploaded clip), tracks, audio with Range, questions,
+    library info and duplicates, under /v1 (OpenAPI docs at /docs). Read-only; the newest commit of `tunelens
+    index` is served without a restart."""
+    from tunelens.app.server import ServeConfig, ServeError, read_token
+    from tunelens.app.server import serve as run_server
+
+    with _friendly_errors():
+        try:
+            token = read_token(token_file) if token_file else None
+            config = ServeConfig(host=host, port=port, token=token, cors=tuple(cors), device=device, workers=workers)
+            console.print(f"tunelens API on http://{host}:{port}/v1 (docs at /docs; Ctrl+C to stop)")
+            run_server(library, config, token_file)
+        except ServeError as e:
+            raise ValueError(str(e)) from None
 
 
 def main() -> None:

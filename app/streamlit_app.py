@@ -12,6 +12,7 @@ import polars as pl
 import streamlit as st
 
 from tunelens.app import resources as R
+from tunelens.app.uploads import similar_to_clip
 from tunelens.caption.describe import clock as m_ss
 from tunelens.index.core.tracks import TrackFilter, tag_probs
 from tunelens.index.curation.dupes import load_duplicates
@@ -207,6 +208,10 @@ def search_page(lib, root: Path) -> None:
     else:
         st.title("Search your music")
         query = st.text_input("Describe the music", key="q", placeholder="e.g. " + " · ".join(EXAMPLES[:3]))
+        by_sound = None if query.strip() else sound_query(lib, k, allowed)
+        if by_sound is not None:
+            show_hits(by_sound, table, lib, allowed)
+            return
         if not query.strip():
             st.info(
                 "Type a description of the music you want: instruments, tempo, mood, style. "
@@ -224,6 +229,27 @@ def search_page(lib, root: Path) -> None:
             chips(hits.query)
         for note in hits.notes:
             st.caption(note)
+    show_hits(hits, table, lib, allowed)
+
+
+def sound_query(lib, k: int, allowed: set[str] | None):
+    """Tracks like a dropped or recorded clip (None while there is none)."""
+    with st.expander("…or search by sound: drop a clip, or record one"):
+        dropped = st.file_uploader("An audio clip (up to 10 minutes)", key="clip",
+                                   type=["wav", "flac", "mp3", "ogg", "opus", "m4a", "aac", "aif", "aiff"])
+        recorded = st.audio_input("Or record from the microphone", key="rec")
+    clip = dropped or recorded
+    if clip is None:
+        return None
+    st.subheader("Tracks like your clip")
+    try:
+        return similar_to_clip(lib, clip.getvalue(), getattr(clip, "name", "clip.wav"), k, allowed)
+    except ValueError as e:  # not audio, too long, too large: a sentence, and nothing else on the page
+        st.error(str(e))
+        st.stop()
+
+
+def show_hits(hits, table: pl.DataFrame, lib, allowed: set[str] | None) -> None:
     if allowed is not None:
         st.caption(f"Filters keep {len(allowed):,} of {len(table):,} tracks.")
     if not hits:

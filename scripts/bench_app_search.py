@@ -3,7 +3,8 @@
     python scripts/bench_app_search.py --source demo/library --tracks 10000
 
 Builds a library of --tracks tracks from a real one (its catalog rows, measurements, captions and vectors, each
-copy's vectors jittered by small noise and re-normalised, its audio the source track's file), then prints p50/p99
+copy's vectors jittered by small noise and re-normalised, its audio a link to the source track's file, in a folder
+`audio/` beside the library), then prints p50/p99
 of (a) the library calls one search makes: the model alone (`search_text`: text encoder, FAISS, best window), with
 sidebar filters, and parse + hybrid ranking (`tunelens.search`: the query read into concepts and facets, every
 track scored on both) over compositional queries; and (b) the whole Streamlit script run for a new query
@@ -48,8 +49,13 @@ def build(source: Path, out: Path, n: int, seed: int = 0) -> None:
         for i in range(start, min(n, start + 2000)):
             t = ok.row(i % len(ok), named=True)
             tid = f"{i:016x}"
+            rel = f"copy{i // len(ok):04d}/{t['rel_path']}"
+            link = out.parent / "audio" / rel  # each copy its own path (a link to the source's audio), as in a
+            link.parent.mkdir(parents=True, exist_ok=True)  # real library, so that a later commit keeps them all
+            if not link.is_symlink():
+                link.symlink_to(t["path"])
             rows.append({**{k: v for k, v in t.items() if k not in VECTOR_COLUMNS}, "track_id": tid,
-                         "rel_path": f"copy{i // len(ok):04d}/{t['rel_path']}"})
+                         "rel_path": rel, "path": str(link)})
             v = tv[t["vec_row"]] + rng.normal(0, 0.02, tv.shape[1]).astype(np.float32)
             tvecs.append(v / np.linalg.norm(v))
             off, cnt = t["window_offset"], t["window_count"]

@@ -203,3 +203,24 @@ def test_search_page_in_headless_chromium(demo_library):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_search_by_sound(app, demo_library, tmp_path):
+    """The search page offers a clip upload and a recorder; a clip finds tracks like it, a bad one is a sentence."""
+    from conftest import tone
+
+    from tunelens.app.uploads import UploadError, similar_to_clip
+    from tunelens.index import Library
+
+    assert app.get("file_uploader") and app.get("audio_input")
+    lib = Library.open(demo_library)
+    music = Path(lib.ok_tracks()["path"][0])
+    hits = similar_to_clip(lib, music.read_bytes(), music.name, k=3)
+    assert len(hits) == 3 and hits[0].path == str(music)  # the track itself, found from its own bytes
+    with pytest.raises(UploadError, match="not audio"):
+        similar_to_clip(lib, b"hello", "notes.txt")
+    import soundfile as sf
+
+    sf.write(tmp_path / "t.wav", tone(3, 440), 22050)
+    with pytest.raises(UploadError, match="lasts 3 s; at most 1 s"):
+        similar_to_clip(lib, (tmp_path / "t.wav").read_bytes(), "t.wav", max_seconds=1.0)

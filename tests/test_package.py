@@ -79,7 +79,9 @@ def test_the_wheel_holds_only_the_tunelens_package_and_its_weights(tmp_path):
     (wheel,) = tmp_path.glob("tunelens-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
-    assert tops == {"tunelens", next(t for t in tops if t.endswith(".dist-info"))}, tops
+    assert tops == {"tunelens", "beetsplug", next(t for t in tops if t.endswith(".dist-info"))}, tops
+    # the beets plugin joins beets' namespace package: one module, no __init__.py that would hide beets' own
+    assert [n for n in names if n.startswith("beetsplug/")] == ["beetsplug/tunelens.py"]
     for needed in ("tunelens/__init__.py", "tunelens/app/cli.py", "tunelens/index/core/library.py",
                    "tunelens/index/vectors/faiss_module.py", "tunelens/embed/weights/musicnn_MTT.safetensors",
                    "tunelens/embed/weights/musicnn_MSD.safetensors", "tunelens/embed/weights/musicnn_tags.json",

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -254,12 +256,35 @@ class Ranked:
     empty_reason: str | None = None
 
 
+TEXT_CACHE_SIZE = 4096  # concept vectors kept (the text model is 85% of a search's time; concepts repeat)
+_text_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_text_lock = threading.Lock()
+
+
+def text_vector(encoder: AudioTextEncoder, text: str) -> np.ndarray:
+    """The encoder's unit vector of one text, embedded alone (so it never depends on what else was asked with it)
+    and kept in a bounded cache keyed by the model, its version and its text temperature."""
+    key = (encoder.name, encoder.version, getattr(encoder, "text_temperature", None), text[:MAX_QUERY_CHARS])
+    with _text_lock:
+        hit = _text_cache.get(key)
+        if hit is not None:
+            _text_cache.move_to_end(key)
+            return hit
+    v = np.asarray(encoder.embed_text([key[-1]])[0], np.float32)
+    v = v / max(float(np.linalg.norm(v)), 1e-12)
+    v.setflags(write=False)
+    with _text_lock:
+        _text_cache[key] = v
+        while len(_text_cache) > TEXT_CACHE_SIZE:
+            _text_cache.popitem(last=False)
+    return v
+
+
 def concept_vector(encoder: AudioTextEncoder, texts: list[str]) -> np.ndarray | None:
     """The mean of the concepts' unit text vectors, re-normalised: each concept counts once, none wins alone."""
     if not texts:
         return None
-    v = np.asarray(encoder.embed_text([t[:MAX_QUERY_CHARS] for t in texts]), np.float32)
-    v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    v = np.stack([text_vector(encoder, t) for t in texts])
     m = v.mean(axis=0)
     return m / max(float(np.linalg.norm(m)), 1e-12)
 

@@ -5,6 +5,8 @@ as the model (`index.search.hybrid`); `search_text` and `search_moments` are the
 """
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import polars as pl
 from tunelens.embed.audio import AudioError
 from tunelens.embed.base import AudioTextEncoder, PipelineSpec
 from tunelens.embed.pipeline import embed_file
+from tunelens.index.core.atomic import atomic_write
 from tunelens.index.core.library import Library, LibraryError
 from tunelens.index.search.hybrid import MAX_QUERY_CHARS, SearchResults, explain, facet_table, parse_for, rank
 from tunelens.index.search.query import Facet
@@ -224,13 +227,32 @@ def _relative(f: Facet, cols: dict, row: int) -> Facet:
     return replace(f, label=f"faster than this ({bpm:.0f} BPM)", low=1.08 * bpm, high=None)
 
 
-def to_m3u(hits: list[Hit]) -> str:
-    """An extended M3U playlist of the hits (absolute paths, durations, titles)."""
-    lines = ["#EXTM3U"]
+def to_m3u(hits: list[Hit], relative_to: str | Path | None = None, title: str | None = None) -> str:
+    """An extended M3U playlist of the hits (durations, titles): absolute paths, or paths relative to the folder
+    the playlist will be saved in (`relative_to`), the form Navidrome, Jellyfin, MPD and Plex import."""
+    lines = ["#EXTM3U"] + ([f"#PLAYLIST:{title}"] if title else [])
     for h in hits:
         name = " - ".join(x for x in (h.artist, h.title or Path(h.rel_path).stem) if x)
-        lines += [f"#EXTINF:{int(round(h.duration))},{name}", h.path]
+        path = os.path.relpath(h.path, Path(relative_to).absolute()) if relative_to is not None else h.path
+        lines += [f"#EXTINF:{int(round(h.duration))},{name}", path]
     return "\n".join(lines) + "\n"
+
+
+def write_playlists(library: Library | str | Path, queries: list[str], to: str | Path, k: int = 50,
+                    encoder: AudioTextEncoder | None = None) -> list[Path]:
+    """One `.m3u8` (UTF-8 M3U) per query in the folder `to`, named after the query, its entries relative to `to`
+    so that a player scanning the music folder resolves them: what `tunelens playlist-dir` writes."""
+    lib = Library.coerce(library)
+    to = Path(to)
+    to.mkdir(parents=True, exist_ok=True)
+    written = []
+    for q in queries:
+        hits = search(lib, q, k, encoder=encoder)
+        name = re.sub(r"[^\w\- ]+", "", q).strip()[:80] or "tunelens"
+        path = to / f"{name}.m3u8"
+        atomic_write(path, lambda p, hits=hits, q=q: p.write_text(to_m3u(hits, to, title=q), encoding="utf-8"))
+        written.append(path)
+    return written
 
 
 def to_csv(hits: list[Hit]) -> str:
