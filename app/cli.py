@@ -493,6 +493,11 @@ def serve(
     """Serve LIBRARY over HTTP: search, similar (by id or uploaded clip), tracks, audio with Range, questions,
     library info and duplicates, under /v1 (OpenAPI docs at /docs). Read-only; the newest commit of `tunelens
     index` is served without a restart."""
+    # Concurrent requests are the parallelism: each one's torch, BLAS and polars work runs on one thread, set before
+    # those libraries load (inherited by --workers processes), so that requests do not oversubscribe the cores.
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "POLARS_MAX_THREADS"):
+        os.environ.setdefault(name, "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from tunelens.app.server import ServeConfig, ServeError, read_token
     from tunelens.app.server import serve as run_server
 

@@ -66,7 +66,20 @@ def test_search_track_similar_ask_library(client, some_id):
     assert a["answer"] and a["kind"] == "key"
     lib = client.get("/v1/library").json()
     assert lib["tracks"] == 8 and lib["measured"] == 8
-    is_problem(client.get("/v1/duplicates"), 404)  # none saved yet: says to run `tunelens dupes`
+
+
+def test_duplicates_route(demo_library, tmp_path):
+    from tunelens.index import Library
+    from tunelens.index.curation.dupes import find_duplicates, save_duplicates
+
+    shutil.copytree(demo_library, tmp_path / "lib")
+    (tmp_path / "lib" / "duplicates.parquet").unlink(missing_ok=True)
+    c = TestClient(create_app(tmp_path / "lib"))
+    assert "tunelens dupes" in is_problem(c.get("/v1/duplicates"), 404)["detail"]  # none saved: says what to run
+    lib = Library.open(tmp_path / "lib")
+    save_duplicates(lib, find_duplicates(lib))
+    r = c.get("/v1/duplicates")  # the saved clusters are served on the next request
+    assert r.status_code == 200 and r.json() == {"clusters": []}  # the 8 demo tracks are 8 recordings
 
 
 def test_limits(client, some_id):
