@@ -9,13 +9,12 @@ import numpy as np
 import polars as pl
 import streamlit as st
 
+from tunelens.embed.audio import AUDIO_MIME
 from tunelens.index import Library
 from tunelens.index.core.tracks import tag_probs, track_table
 from tunelens.index.search import find_track
 
 LIBRARY_ENV = "TUNELENS_LIBRARY"
-MIME = {".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg", ".flac": "audio/flac",
-        ".wav": "audio/wav", ".m4a": "audio/mp4", ".aac": "audio/aac", ".aif": "audio/aiff", ".aiff": "audio/aiff"}
 
 
 def library_path() -> Path | None:
@@ -77,7 +76,7 @@ def audio_bytes(lib: Library, track_id: str) -> tuple[bytes, str]:
         data = path.read_bytes()
     except OSError as e:
         raise ValueError(f"{cat['rel_path'][0]} cannot be read any more: {e.strerror or e}") from None
-    return data, MIME.get(path.suffix.lower(), "audio/wav")
+    return data, AUDIO_MIME.get(path.suffix.lower(), "audio/wav")
 
 
 @st.cache_data(show_spinner="Drawing the spectrogram…", max_entries=32)

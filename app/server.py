@@ -28,12 +28,11 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from tunelens.app.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_SECONDS, UploadError, similar_to_clip
+from tunelens.embed.audio import AUDIO_MIME
 from tunelens.index.core.library import Library, LibraryError
 from tunelens.index.search.hybrid import MAX_QUERY_CHARS
 
 TRACK_ID = re.compile(r"^[0-9a-f]{16}$")  # index.core.scan.track_id_for: 8 bytes of blake2b, hex
-MIME = {".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg", ".flac": "audio/flac",
-        ".wav": "audio/wav", ".m4a": "audio/mp4", ".aac": "audio/aac", ".aif": "audio/aiff", ".aiff": "audio/aiff"}
 
 
 @dataclass(frozen=True)
@@ -258,7 +257,7 @@ def create_app(library: str | Path, config: ServeConfig = ServeConfig()) -> Fast
             size = path.stat().st_size
         except OSError:
             raise HTTPException(404, f"{row['rel_path']} cannot be read any more") from None
-        mime = MIME.get(path.suffix.lower(), "application/octet-stream")
+        mime = AUDIO_MIME.get(path.suffix.lower(), "application/octet-stream")
         span = _byte_range(request.headers.get("range"), size)
         if span is None:
             return Response(await asyncio.to_thread(path.read_bytes), media_type=mime,
@@ -297,10 +296,11 @@ def _track_record(lib: Library, row: dict) -> dict:
     predicted tags, duplicate cluster."""
     import json
 
-    from tunelens.index.core.tracks import tag_probs, track_table
+    from tunelens.index.core.tracks import tag_probs
     from tunelens.index.curation.dupes import load_duplicates
+    from tunelens.index.search.hybrid import facet_table
 
-    full = track_table(lib)
+    full = facet_table(lib).table  # built once per library state, not per request
     rec = full.filter(full["track_id"] == row["track_id"]).row(0, named=True)
     out = {k: v for k, v in rec.items() if k not in ("path", "file_tags", "tags", "vec_row", "window_offset")}
     out["file_tags"] = json.loads(rec["file_tags"]) if rec.get("file_tags") else {}

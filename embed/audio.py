@@ -12,6 +12,10 @@ AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
 )
 MIN_SECONDS = 0.1
+# the content type of each extension, for serving a file to a browser or player (the app, `tunelens serve`)
+AUDIO_MIME = {".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg",
+              ".flac": "audio/flac", ".wav": "audio/wav", ".m4a": "audio/mp4", ".aac": "audio/aac",
+              ".aif": "audio/aiff", ".aiff": "audio/aiff"}
 
 
 class AudioError(Exception):

@@ -49,6 +49,7 @@ class FacetTable:
     track_ids: list[str]
     columns: dict[str, np.ndarray]
     names: CatalogNames
+    table: pl.DataFrame  # `index.core.tracks.track_table`, in the same row order
 
     @classmethod
     def build(cls, lib: Library) -> FacetTable:
@@ -80,7 +81,7 @@ class FacetTable:
             genres=tuple(sorted({g for v in cols["genre"] if v for g in re.split(r"\s*[;,/]\s*", v) if g})),
             folders=tuple(folders), has_years=bool(np.isfinite(years).any()),
         )
-        return cls(ok_ids, cols, names)
+        return cls(ok_ids, cols, names, t)
 
 
 def _year(date: str | None) -> float:
