@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: install chromium test test-fast demo app clean
+.PHONY: install chromium test test-fast demo app serve clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ demo: install $(DEMO)/music/ground_truth.parquet
 app: demo
 	HF_HUB_OFFLINE=1 $(BIN)/tunelens caption --library $(DEMO)/library
 	HF_HUB_OFFLINE=1 $(BIN)/tunelens app --library $(DEMO)/library
+
+# The HTTP API on the demo library: http://127.0.0.1:8600/docs (loopback only; see README "Server").
+serve: demo
+	HF_HUB_OFFLINE=1 $(BIN)/tunelens caption --library $(DEMO)/library
+	HF_HUB_OFFLINE=1 $(BIN)/tunelens serve --library $(DEMO)/library
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -11,6 +11,8 @@ The public API, one call per `tunelens` CLI verb, with the CLI's defaults and be
     tunelens.caption_library("LIB")                          # tunelens caption --library LIB
     answer = tunelens.ask(hits[0].track_id, "what key is it in?", library="LIB")
     clusters = tunelens.duplicates("LIB").clusters           # tunelens dupes --library LIB
+    mix = tunelens.radio("LIB", [hits[0].track_id], "calmer", n=20)   # tunelens playlist radio TRACK --text calmer
+    tunelens.save_playlist("LIB", mix); tunelens.refresh_playlist("LIB", mix.name)
     tunelens.export_dataset("LIB", "OUT")                    # tunelens export --library LIB --to OUT
 
 Everything else is reachable under `tunelens.embed`, `tunelens.index`, `tunelens.caption` and `tunelens.app`.
@@ -32,6 +34,16 @@ _API = {
     "Hit": "tunelens.index.search.nearest",
     "write_playlists": "tunelens.index.search.nearest",
     "SearchResults": "tunelens.index.search.hybrid",
+    "radio": "tunelens.index.playlists.make",
+    "path_between": "tunelens.index.playlists.make",
+    "query_playlist": "tunelens.index.playlists.make",
+    "Playlist": "tunelens.index.playlists.make",
+    "group_playlists": "tunelens.index.playlists.clusters",
+    "PlaylistRules": "tunelens.index.playlists.rules",
+    "save_playlist": "tunelens.index.playlists.store",
+    "load_playlist": "tunelens.index.playlists.store",
+    "list_playlists": "tunelens.index.playlists.store",
+    "refresh_playlist": "tunelens.index.playlists.store",
     "caption_library": "tunelens.caption.batch",
     "CaptionConfig": "tunelens.caption.batch",
     "ask": "tunelens.caption.qa",
@@ -58,6 +70,16 @@ if TYPE_CHECKING:
     from tunelens.index.curation.dupes import duplicates as duplicates
     from tunelens.index.curation.export import ExportConfig as ExportConfig
     from tunelens.index.curation.export import export_dataset as export_dataset
+    from tunelens.index.playlists.clusters import group_playlists as group_playlists
+    from tunelens.index.playlists.make import Playlist as Playlist
+    from tunelens.index.playlists.make import path_between as path_between
+    from tunelens.index.playlists.make import query_playlist as query_playlist
+    from tunelens.index.playlists.make import radio as radio
+    from tunelens.index.playlists.rules import PlaylistRules as PlaylistRules
+    from tunelens.index.playlists.store import list_playlists as list_playlists
+    from tunelens.index.playlists.store import load_playlist as load_playlist
+    from tunelens.index.playlists.store import refresh_playlist as refresh_playlist
+    from tunelens.index.playlists.store import save_playlist as save_playlist
     from tunelens.index.search.hybrid import SearchResults as SearchResults
     from tunelens.index.search.nearest import Hit as Hit
     from tunelens.index.search.nearest import search as search

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -214,6 +215,225 @@ def playlist_dir(
         written = tunelens.write_playlists(library, queries, to, k)
     for path in written:
         console.print(Text(f"wrote {path}"), soft_wrap=True)
+
+
+playlist_app = typer.Typer(help="Playlists: radio from seeds, a path between two tracks, a description ordered for "
+                           "listening, the library in named groups. Each is saved in the library with its recipe "
+                           "(`playlist refresh NAME` re-runs it) and can be written as .m3u8, .xspf, .csv or .json.",
+                           no_args_is_help=True)
+app.add_typer(playlist_app, name="playlist")
+LengthOpt = typer.Option(None, "-n", help="Tracks (default 30).")
+MinutesOpt = typer.Option(None, "--minutes", help="Length in minutes instead of -n.")
+NameOpt = typer.Option(None, "--name", help="Name to save it under (default from its seeds or text).")
+ToOpt = typer.Option(None, "--to", help="Also write it to this file: .m3u8, .xspf, .csv or .json.")
+RootOpt = typer.Option(None, "--music-root", help="Write .m3u8/.xspf paths relative to this folder (the music "
+                       "folder a server resolves playlists against); default: relative to the file's folder.")
+SaveOpt = typer.Option(True, "--save/--no-save", help="Keep it in the library (for `playlist refresh`).")
+ArtistOpt = typer.Option(0, "--max-per-artist", help="At most this many tracks by one artist (0: a fifth of the "
+                         "playlist, at least 2; -1: no limit).")
+AlbumOpt = typer.Option(0, "--max-per-album", help="At most this many from one album (0: automatic; -1: no limit).")
+FlaggedOpt = typer.Option(False, "--allow-flagged", help="Let quality-flagged tracks in.")
+DupOpt = typer.Option(False, "--allow-duplicates", help="Let several copies of one recording (and repeated titles) "
+                      "in.")
+KeyOpt = typer.Option(False, "--key-continuity", help="Each key the same as, a fifth from, or the relative of the "
+                      "one before (for mixing).")
+TempoOpt = typer.Option(None, "--tempo-continuity", help="Each tempo within this many percent of the one before "
+                        "(half and double time allowed), e.g. 8.")
+
+
+def _rules(max_per_artist: int, max_per_album: int, allow_flagged: bool, allow_duplicates: bool,
+           key_continuity: bool, tempo_continuity: float | None):
+    from tunelens.index.playlists import PlaylistRules
+
+    return PlaylistRules(one_per_duplicate=not allow_duplicates, no_repeat_title=not allow_duplicates,
+                         max_per_artist=None if max_per_artist < 0 else max_per_artist,
+                         max_per_album=None if max_per_album < 0 else max_per_album, skip_flagged=not allow_flagged,
+                         key_continuity=key_continuity,
+                         tempo_continuity=tempo_continuity / 100 if tempo_continuity else None)
+
+
+def _write_playlist(pl, to: Path, music_root: Path | None) -> None:
+    from tunelens.index.core.atomic import atomic_write
+    from tunelens.index.playlists import FORMATS, render
+
+    fmt = to.suffix.lower().lstrip(".").replace("m3u", "m3u8").replace("m3u88", "m3u8")
+    if fmt not in FORMATS:
+        raise ValueError(f"{to}: write playlists as {', '.join('.' + f for f in FORMATS)}")
+    to.parent.mkdir(parents=True, exist_ok=True)
+    text = render(pl, fmt, music_root if music_root is not None else to.parent)
+    atomic_write(to, lambda p: p.write_text(text, encoding="utf-8"))
+    console.print(Text(f"wrote {to}"), soft_wrap=True)
+
+
+def _show_playlist(pl, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(pl.to_dict(), indent=1, ensure_ascii=False))
+        return
+    for note in pl.notes:
+        console.print(Text(f"note: {note}", style="dim"), soft_wrap=True)
+    table = Table(title=f"{pl.name} ({len(pl.tracks)} tracks, {pl.duration / 60:.0f} min)")
+    for col in ("#", "track", "length", "tempo", "key", "id"):
+        table.add_column(col)
+    for i, t in enumerate(pl.tracks, 1):
+        name = f"{t.artist} – {t.title}" if t.title and t.artist else (t.title or t.rel_path)
+        table.add_row(str(i), name, f"{int(t.duration // 60)}:{int(t.duration % 60):02d}",
+                      f"{t.tempo_bpm:.0f}" if t.tempo_bpm else "", t.key or "", t.track_id)
+    console.print(table)
+
+
+def _deliver(library: Path, pl, save: bool, to: Path | None, music_root: Path | None, as_json: bool) -> None:
+    if save:
+        path = tunelens.save_playlist(library, pl)
+        if not as_json:
+            console.print(Text(f"saved as “{pl.name}” ({path.name}); `tunelens playlist refresh` re-runs it",
+                               style="dim"), soft_wrap=True)
+    if to is not None:
+        _write_playlist(pl, to, music_root)
+    _show_playlist(pl, as_json)
+
+
+@playlist_app.command("radio")
+def playlist_radio(
+    seeds: list[str] = typer.Argument(..., help="Track ids, paths of indexed files, or any audio files."),
+    library: Path = LibraryOpt, text: str | None = typer.Option(None, "--text", help='Steer it: "calmer, no vocals".'),
+    n: int | None = LengthOpt, minutes: float | None = MinutesOpt, name: str | None = NameOpt, to: Path | None = ToOpt,
+    music_root: Path | None = RootOpt, save: bool = SaveOpt, max_per_artist: int = ArtistOpt,
+    max_per_album: int = AlbumOpt, allow_flagged: bool = FlaggedOpt, allow_duplicates: bool = DupOpt,
+    key_continuity: bool = KeyOpt, tempo_continuity: float | None = TempoOpt, as_json: bool = JsonOpt,
+    device: str = DeviceOpt,
+) -> None:
+    """More like these: tracks like the seeds (never the seeds or their duplicates), optionally steered by text,
+    in listening order."""
+    with _friendly_errors():
+        rules = _rules(max_per_artist, max_per_album, allow_flagged, allow_duplicates, key_continuity,
+                       tempo_continuity)
+        pl = tunelens.radio(library, seeds, text, n if n or minutes else 30, minutes, rules, name, device=device)
+        _deliver(library, pl, save, to, music_root, as_json)
+
+
+@playlist_app.command("path")
+def playlist_path(
+    start: str = typer.Argument(..., help="Track id or path to start from."),
+    end: str = typer.Argument(..., help="Track id or path to arrive at."),
+    library: Path = LibraryOpt, n: int = typer.Option(12, "-n", help="Tracks, both ends included."),
+    name: str | None = NameOpt, to: Path | None = ToOpt, music_root: Path | None = RootOpt, save: bool = SaveOpt,
+    max_per_artist: int = ArtistOpt, max_per_album: int = AlbumOpt, allow_flagged: bool = FlaggedOpt,
+    allow_duplicates: bool = DupOpt, key_continuity: bool = KeyOpt, tempo_continuity: float | None = TempoOpt,
+    as_json: bool = JsonOpt, device: str = DeviceOpt,
+) -> None:
+    """Take me from START to END: each step a little further along the way (in sound, and in tempo where
+    measured), not a jump halfway."""
+    with _friendly_errors():
+        rules = _rules(max_per_artist, max_per_album, allow_flagged, allow_duplicates, key_continuity,
+                       tempo_continuity)
+        pl = tunelens.path_between(library, start, end, n, rules, name, device=device)
+        _deliver(library, pl, save, to, music_root, as_json)
+
+
+@playlist_app.command("query")
+def playlist_query(
+    text: str = typer.Argument(..., help='A description, read like a search: "rainy day jazz", "slow piano, no '
+                               'vocals".'),
+    library: Path = LibraryOpt, n: int | None = LengthOpt, minutes: float | None = MinutesOpt,
+    name: str | None = NameOpt, to: Path | None = ToOpt, music_root: Path | None = RootOpt, save: bool = SaveOpt,
+    max_per_artist: int = ArtistOpt, max_per_album: int = AlbumOpt, allow_flagged: bool = FlaggedOpt,
+    allow_duplicates: bool = DupOpt, key_continuity: bool = KeyOpt, tempo_continuity: float | None = TempoOpt,
+    as_json: bool = JsonOpt, device: str = DeviceOpt,
+) -> None:
+    """The tracks that best match a description, ordered for listening (small steps from one to the next), not
+    by score."""
+    with _friendly_errors():
+        rules = _rules(max_per_artist, max_per_album, allow_flagged, allow_duplicates, key_continuity,
+                       tempo_continuity)
+        pl = tunelens.query_playlist(library, text, n if n or minutes else 30, minutes, rules, name, device=device)
+        _deliver(library, pl, save, to, music_root, as_json)
+
+
+@playlist_app.command("clusters")
+def playlist_clusters(
+    library: Path = LibraryOpt,
+    k: str = typer.Option("auto", "-k", help="Number of groups, or auto (the best silhouette, 2 to 24)."),
+    to: Path | None = typer.Option(None, "--to", help="Also write each group into this folder as .m3u8."),
+    music_root: Path | None = RootOpt, save: bool = SaveOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Sort the library into groups of tracks that sound alike, each named from its top tags and what its tracks
+    measure ("choir, classical · slow, minor"), each a playlist."""
+    with _friendly_errors():
+        if k != "auto" and not k.isdigit():
+            raise ValueError(f"-k takes a number of groups or auto, not {k!r}")
+        groups = tunelens.group_playlists(library, k if k == "auto" else int(k))
+        for g in groups:
+            if save:
+                tunelens.save_playlist(library, g)
+            if to is not None:
+                file_name = re.sub(r"[^\w\- ,]+", "", g.name.replace(" · ", " - ")).strip() or "group"
+                _write_playlist(g, to / f"{file_name}.m3u8", music_root)
+    if as_json:
+        print(json.dumps([g.to_dict() for g in groups], indent=1, ensure_ascii=False))
+        return
+    table = Table(title=f"{len(groups)} groups")
+    for col in ("group", "tracks", "minutes", "first tracks"):
+        table.add_column(col)
+    for g in groups:
+        table.add_row(g.name, str(len(g.tracks)), f"{g.duration / 60:.0f}",
+                      "\n".join(t.title or t.rel_path for t in g.tracks[:3]))
+    console.print(table)
+
+
+@playlist_app.command("refresh")
+def playlist_refresh(
+    name: str = typer.Argument(..., help="A saved playlist (see `tunelens playlist list`)."),
+    library: Path = LibraryOpt, to: Path | None = ToOpt, music_root: Path | None = RootOpt, as_json: bool = JsonOpt,
+    device: str = DeviceOpt,
+) -> None:
+    """Re-run a saved playlist's recipe on the library as it is now, keeping what still fits first."""
+    with _friendly_errors():
+        pl, change = tunelens.refresh_playlist(library, name, device=device)
+        if to is not None:
+            _write_playlist(pl, to, music_root)
+    if not as_json:
+        console.print(f"kept {len(change['kept'])}, added {len(change['added'])}, removed {len(change['removed'])}")
+    _show_playlist(pl, as_json)
+
+
+@playlist_app.command("list")
+def playlist_list(library: Path = LibraryOpt, as_json: bool = JsonOpt) -> None:
+    """The playlists saved in the library."""
+    with _friendly_errors():
+        pls = tunelens.list_playlists(library)
+    if as_json:
+        print(json.dumps([{"name": p.name, "kind": p.kind, "tracks": len(p.tracks), "minutes": round(p.duration / 60,
+                          1), "recipe": p.recipe} for p in pls], indent=1, ensure_ascii=False))
+        return
+    table = Table(title=f"{len(pls)} playlists")
+    for col in ("name", "kind", "tracks", "minutes", "recipe"):
+        table.add_column(col)
+    for p in pls:
+        what = p.recipe.get("text") or " → ".join(filter(None, (p.recipe.get("start"), p.recipe.get("end")))) or \
+            ", ".join(p.recipe.get("seeds") or []) or p.recipe.get("label", "")
+        table.add_row(p.name, p.kind, str(len(p.tracks)), f"{p.duration / 60:.0f}", what)
+    console.print(table)
+
+
+@playlist_app.command("show")
+def playlist_show(name: str = typer.Argument(..., help="A saved playlist."), library: Path = LibraryOpt,
+                  to: Path | None = ToOpt, music_root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+    """Print a saved playlist (and with --to, write it as .m3u8, .xspf, .csv or .json)."""
+    with _friendly_errors():
+        pl = tunelens.load_playlist(library, name)
+        if to is not None:
+            _write_playlist(pl, to, music_root)
+    _show_playlist(pl, as_json)
+
+
+@playlist_app.command("delete")
+def playlist_delete(name: str = typer.Argument(..., help="A saved playlist."), library: Path = LibraryOpt) -> None:
+    """Remove a saved playlist from the library."""
+    from tunelens.index.playlists import delete_playlist
+
+    with _friendly_errors():
+        delete_playlist(library, name)
+    console.print(f"deleted “{name}”")
 
 
 @app.command()
@@ -489,10 +709,12 @@ def serve(
     device: str = DeviceOpt,
     workers: int = typer.Option(1, "--workers", help="Server processes, each with its own copy of the model "
                                 "(about 0.7 GB each); one per core serves the most requests."),
+    allow_writes: bool = typer.Option(False, "--allow-writes", help="Let clients save, refresh and delete "
+                                      "playlists in the library (otherwise the server only reads it)."),
 ) -> None:
     """Serve LIBRARY over HTTP: search, similar (by id or uploaded clip), tracks, audio with Range, questions,
-    library info and duplicates, under /v1 (OpenAPI docs at /docs). Read-only; the newest commit of `tunelens
-    index` is served without a restart."""
+    library info, duplicates and playlists, under /v1 (OpenAPI docs at /docs). Read-only unless --allow-writes
+    (saved playlists); the newest commit of `tunelens index` is served without a restart."""
     # Concurrent requests are the parallelism: each one's torch, BLAS and polars work runs on one thread, set before
     # those libraries load (inherited by --workers processes), so that requests do not oversubscribe the cores.
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "POLARS_MAX_THREADS"):
@@ -504,7 +726,8 @@ def serve(
     with _friendly_errors():
         try:
             token = read_token(token_file) if token_file else None
-            config = ServeConfig(host=host, port=port, token=token, cors=tuple(cors), device=device, workers=workers)
+            config = ServeConfig(host=host, port=port, token=token, cors=tuple(cors), device=device, workers=workers,
+                                 allow_writes=allow_writes)
             console.print(f"tunelens API on http://{host}:{port}/v1 (docs at /docs; Ctrl+C to stop)")
             run_server(library, config, token_file)
         except ServeError as e:

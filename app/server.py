@@ -12,6 +12,8 @@ commit in flight is finished on open, as `Library.open` always does), never a ha
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import hmac
 import ipaddress
 import os
@@ -27,6 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from tunelens.app.schemas import AnswerOut, DuplicatesOut, LibraryOut, ProblemOut, SearchOut, TrackOut
 from tunelens.app.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_SECONDS, UploadError, similar_to_clip
 from tunelens.embed.audio import AUDIO_MIME
 from tunelens.index.core.library import Library, LibraryError
@@ -49,6 +52,7 @@ class ServeConfig:
     timeout_s: float = 60.0  # per request
     device: str = "auto"
     workers: int = 1  # server processes, each with its own model (CPU: one per core serves the most)
+    allow_writes: bool = False  # saving, refreshing and deleting playlists in the library
 
 
 class ServeError(ValueError):
@@ -96,12 +100,13 @@ class LiveLibrary:
         self._lib: Library | None = None
         self._stamp: tuple | None = None
         self._encoder = None
+        self._stamp_paths = [str(self.root / name) for name in self.STAMP_FILES]
 
     def _stamp_now(self) -> tuple:
         out = []
-        for name in self.STAMP_FILES:
+        for path in self._stamp_paths:  # plain os.stat on strings: this runs on every request
             try:
-                s = (self.root / name).stat()
+                s = os.stat(path)
                 out.append((s.st_mtime_ns, s.st_ino, s.st_size))
             except FileNotFoundError:
                 out.append(None)
@@ -128,6 +133,11 @@ class LiveLibrary:
             return lib
 
 
+# the titles of the problems the API answers with (each with a sentence in "detail")
+PROBLEMS = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 413: "Too large",
+            416: "Range not satisfiable", 422: "Invalid input", 500: "Internal error", 504: "Timeout"}
+
+
 def problem(status: int, title: str, detail: str) -> JSONResponse:
     """An RFC 9457 problem details response: a sentence, never a traceback or a path outside the library."""
     return JSONResponse({"type": "about:blank", "title": title, "status": status, "detail": detail},
@@ -147,7 +157,8 @@ def create_app(library: str | Path, config: ServeConfig = ServeConfig()) -> Fast
     live = LiveLibrary(Path(library), config.device)
     live.get()  # a library that cannot be opened fails now, not on the first request
     app = FastAPI(title="tunelens", version="1", summary="Search, explore and ask your music library.",
-                  description=__doc__)
+                  description=__doc__, responses={code: {"model": ProblemOut, "description": why} for code, why in
+                                                  PROBLEMS.items()})
     if config.cors:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -164,30 +175,38 @@ def create_app(library: str | Path, config: ServeConfig = ServeConfig()) -> Fast
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, e: HTTPException):
-        titles = {400: "Bad request", 401: "Unauthorized", 404: "Not found", 413: "Too large", 416: "Range not "
-                  "satisfiable", 422: "Invalid input", 504: "Timeout"}
-        return problem(e.status_code, titles.get(e.status_code, "Error"), str(e.detail))
+        return problem(e.status_code, PROBLEMS.get(e.status_code, "Error"), str(e.detail))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError):
         first = e.errors()[0] if e.errors() else {}
         where = ".".join(str(x) for x in first.get("loc", ()) if x not in ("query", "path", "body"))
-        return problem(422, "Invalid input", f"{where or 'the request'}: {first.get('msg', 'is not valid')}")
+        return problem(422, PROBLEMS[422], f"{where or 'the request'}: {first.get('msg', 'is not valid')}")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, e: Exception):
-        return problem(500, "Internal error", f"the request failed ({type(e).__name__}); the server log has more")
+        return problem(500, PROBLEMS[500], f"the request failed ({type(e).__name__}); the server log has more")
 
-    async def run(fn, *args, **kwargs):
+    # Searches are short and CPU-bound: one thread runs them in turn (first come, first served), so that they do not
+    # share one core and the GIL with each other and with the event loop (with a thread each, a search waited on
+    # the others' turns: p50 76 ms for 5 ms of work at 250 requests/s). Slow work (uploads, questions, library
+    # counts) runs in the default pool beside it, so it never holds searches up.
+    quick = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tunelens-search")
+
+    async def run(fn, *args, fast: bool = False, **kwargs):
         """`fn` in a worker thread, under the per-request timeout; library errors become 4xx sentences."""
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), config.timeout_s)
+            return await asyncio.wait_for(loop.run_in_executor(quick if fast else None,
+                                                               functools.partial(fn, *args, **kwargs)),
+                                          config.timeout_s)
         except TimeoutError:
             raise HTTPException(504, f"the request took longer than {config.timeout_s:g} s") from None
         except UploadError:
             raise
         except (LibraryError, AudioError) as e:
-            raise HTTPException(404 if "neither" in str(e) else 422, _scrub(str(e))) from None
+            missing = isinstance(e, LookupError) or "neither" in str(e)
+            raise HTTPException(404 if missing else 422, _scrub(str(e))) from None
         except ValueError as e:
             raise HTTPException(422, _scrub(str(e))) from None
 
@@ -199,10 +218,10 @@ def create_app(library: str | Path, config: ServeConfig = ServeConfig()) -> Fast
         if not TRACK_ID.match(track_id):
             raise HTTPException(404, "not a track id: ids are 16 hexadecimal characters (see /v1/search)")
         lib = live.get()
-        row = lib.catalog.filter(lib.catalog["track_id"] == track_id)
-        if not len(row) or row["status"][0] != "ok":
+        row = lib.track_row(track_id)
+        if row is None:
             raise HTTPException(404, f"no indexed track {track_id} in this library")
-        return row.row(0, named=True)
+        return lib.ok_tracks().row(row, named=True)
 
     def k_param(k: int) -> int:
         if not 1 <= k <= config.max_k:
@@ -211,30 +230,35 @@ def create_app(library: str | Path, config: ServeConfig = ServeConfig()) -> Fast
 
     auth = [Depends(authorised)]
 
-    @app.get("/v1/search", dependencies=auth, summary="Tracks (or moments) matching a description")
+    @app.get("/v1/search", dependencies=auth, response_model=SearchOut,
+             summary="Tracks (or moments) matching a description")
     async def search(q: str = Query(..., description='e.g. "slow sad piano", "Bach on the organ"'), k: int = 10,
                      moments: bool = False):
         if len(q) > MAX_QUERY_CHARS:
             raise HTTPException(422, f"the query is {len(q)} characters long; at most {MAX_QUERY_CHARS} are allowed")
         k = k_param(k)
         lib = live.get()
-        res = await run(tunelens.search, lib, q, k, moments=moments, device=config.device)
+        res = await run(tunelens.search, lib, q, k, moments=moments, device=config.device, fast=True)
         return res.to_dict()
 
-    @app.get("/v1/tracks/{track_id}", dependencies=auth, summary="One track: tags, caption, measurements, flags")
+    @app.get("/v1/tracks/{track_id}", dependencies=auth, response_model=TrackOut,
+             summary="One track: tags, caption, measurements, flags")
     async def get_track(track_id: str):
         row = track(track_id)
-        return await run(_track_record, live.get(), row)
+        return await run(_track_record, live.get(), row, fast=True)
 
-    @app.get("/v1/tracks/{track_id}/similar", dependencies=auth, summary="Tracks that sound like this one")
+    @app.get("/v1/tracks/{track_id}/similar", dependencies=auth, response_model=SearchOut,
+             summary="Tracks that sound like this one")
     async def similar_to(track_id: str, k: int = 10, but: str | None = None):
         track(track_id)
         if but and len(but) > MAX_QUERY_CHARS:
             raise HTTPException(422, f"the steering phrase is longer than {MAX_QUERY_CHARS} characters")
-        res = await run(tunelens.similar, live.get(), track_id, k_param(k), steer=but, device=config.device)
+        res = await run(tunelens.similar, live.get(), track_id, k_param(k), steer=but, device=config.device,
+                        fast=True)
         return res.to_dict()
 
-    @app.post("/v1/similar", dependencies=auth, summary="Tracks that sound like an uploaded clip")
+    @app.post("/v1/similar", dependencies=auth, response_model=SearchOut,
+              summary="Tracks that sound like an uploaded clip")
     async def similar_upload(file: UploadFile = File(...), k: int = 10):
         k = k_param(k)
         data = bytearray()
@@ -267,7 +291,8 @@ def create_app(library: str | Path, config: ServeConfig = ServeConfig()) -> Fast
         return Response(data, status_code=206, media_type=mime, headers={
             "Accept-Ranges": "bytes", "Content-Range": f"bytes {start}-{end}/{size}"})
 
-    @app.post("/v1/tracks/{track_id}/ask", dependencies=auth, summary="Answer a question about a track")
+    @app.post("/v1/tracks/{track_id}/ask", dependencies=auth, response_model=AnswerOut,
+              summary="Answer a question about a track")
     async def ask(track_id: str, body: AskBody):
         track(track_id)
         if not body.question.strip() or len(body.question) > MAX_QUERY_CHARS:
@@ -275,11 +300,13 @@ def create_app(library: str | Path, config: ServeConfig = ServeConfig()) -> Fast
         answer = await run(tunelens.ask, track_id, body.question, live.get())
         return answer.to_dict()
 
-    @app.get("/v1/library", dependencies=auth, summary="Counts, model, pipeline, index choice, failures")
+    @app.get("/v1/library", dependencies=auth, response_model=LibraryOut,
+             summary="Counts, model, pipeline, index choice, failures")
     async def library_info():
         return await run(live.get().summary)
 
-    @app.get("/v1/duplicates", dependencies=auth, summary="Duplicate clusters found by `tunelens dupes`")
+    @app.get("/v1/duplicates", dependencies=auth, response_model=DuplicatesOut,
+             summary="Duplicate clusters found by `tunelens dupes`")
     async def duplicates():
         from tunelens.index.curation.dupes import cluster_records, load_duplicates
 
@@ -288,6 +315,9 @@ def create_app(library: str | Path, config: ServeConfig = ServeConfig()) -> Fast
             raise HTTPException(404, "no current duplicate clusters: run `tunelens dupes` on the library")
         return {"clusters": cluster_records(saved)}
 
+    from tunelens.app.server_playlists import playlist_router
+
+    app.include_router(playlist_router(live, config, run, auth, TRACK_ID))
     return app
 
 

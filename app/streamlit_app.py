@@ -12,6 +12,7 @@ import polars as pl
 import streamlit as st
 
 from tunelens.app import resources as R
+from tunelens.app.playlists_page import playlists_page, start_query, start_radio
 from tunelens.app.uploads import similar_to_clip
 from tunelens.caption.describe import clock as m_ss
 from tunelens.index.core.tracks import TrackFilter, tag_probs
@@ -22,7 +23,7 @@ from tunelens.index.search.hybrid import parse_for
 from tunelens.index.search.nearest import ranked_hits
 from tunelens.index.search.query import Facet, ParsedQuery, remove_phrase
 
-PAGES = ["Search", "Track", "Library"]
+PAGES = ["Search", "Track", "Playlists", "Library"]
 EXAMPLES = ["slow solo piano", "choir singing", "fast drums and percussion beat", "acoustic guitar", "flute melody"]
 
 
@@ -260,9 +261,13 @@ def show_hits(hits, table: pl.DataFrame, lib, allowed: set[str] | None) -> None:
         return
     shown = table.filter(pl.col("track_id").is_in([h.track_id for h in hits]))
     rows = {r["track_id"]: r for r in shown.iter_rows(named=True)}
-    c1, c2, _ = st.columns([1, 1, 4])
+    c1, c2, c3, _ = st.columns([1, 1, 1.4, 3])
     c1.download_button("Export M3U", to_m3u(hits), file_name="tunelens.m3u", mime="audio/x-mpegurl")
     c2.download_button("Export CSV", to_csv(hits), file_name="tunelens.csv", mime="text/csv")
+    query = getattr(hits, "query", None)
+    if query is not None and query.text and not st.session_state.get("similar_to"):
+        c3.button("Make a playlist", on_click=start_query, args=(query.text,),
+                  help="A playlist of this search, ordered for listening, with the playlist rules")
     for h in hits:
         result_card(h, rows.get(h.track_id), lib)
 
@@ -321,6 +326,7 @@ def track_page(lib, root: Path) -> None:
                          y="probability", horizontal=True, height=300)
         else:
             st.caption("This library's model stores no tags.")
+        st.button("Radio from this track", on_click=start_radio, args=(info["track_id"],), width="stretch")
         st.subheader("Similar tracks")
         for h in similar(lib, info["track_id"], k=5):
             st.button(f"{h.title or Path(h.rel_path).stem} · {h.score:.2f}", key=f"sim_{h.track_id}",
@@ -456,7 +462,8 @@ def main() -> None:
         st.markdown("## tunelens")
         st.radio("Page", PAGES, key="page", label_visibility="collapsed")
         st.divider()
-    {"Search": search_page, "Track": track_page, "Library": library_page}[st.session_state["page"]](lib, root)
+    {"Search": search_page, "Track": track_page, "Playlists": playlists_page,
+     "Library": library_page}[st.session_state["page"]](lib, root)
 
 
 main()

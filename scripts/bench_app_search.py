@@ -54,8 +54,10 @@ def build(source: Path, out: Path, n: int, seed: int = 0) -> None:
             link.parent.mkdir(parents=True, exist_ok=True)  # real library, so that a later commit keeps them all
             if not link.is_symlink():
                 link.symlink_to(t["path"])
+            copy = i // len(ok)  # each copy its own recording (audio hash) and title, as distinct tracks would be
             rows.append({**{k: v for k, v in t.items() if k not in VECTOR_COLUMNS}, "track_id": tid,
-                         "rel_path": rel, "path": str(link)})
+                         "rel_path": rel, "path": str(link), "audio_hash": f"{t['audio_hash']}-{copy}",
+                         "title": f"{t['title'] or 'track'} ({copy})"})
             v = tv[t["vec_row"]] + rng.normal(0, 0.02, tv.shape[1]).astype(np.float32)
             tvecs.append(v / np.linalg.norm(v))
             off, cnt = t["window_offset"], t["window_count"]

@@ -5,7 +5,11 @@
 Builds the synthetic library `bench_app_search.py` builds (--tracks copies of a real library's tracks, vectors
 jittered), starts `tunelens serve` on it in its own process, and runs --clients client threads for --seconds: each
 request is a text search (4 in 5, from a pool of phrasings) or similar-by-id (1 in 5). Prints requests/s, p50/p99
-per route, the error count and the server's RSS at start and end. With --commits it runs again while another
+per route, the error count, the server's RSS at start and end and the CPU the server and the clients used (both
+run on this machine). Then, with --rate (default 250 requests/s: 200 searches/s), an open-loop run: requests arrive
+at that rate whatever the server does, and each is timed from when it was due. A closed loop of 32 clients measures
+throughput; its latency is 32 / throughput by Little's law, so the open-loop run is the latency a user sees at a
+given load. With --commits it runs again while another
 process indexes two new files into the library every 10 s, and checks after each commit returns that the server
 already serves it (no stale read).
 """
@@ -38,35 +42,62 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _load(base: str, ids: list[str], clients: int, seconds: float, rng_seed: int = 0) -> dict:
+def _load(base: str, ids: list[str], clients: int, seconds: float, rng_seed: int = 0,
+          rate: float | None = None) -> dict:
+    """`clients` threads sending requests for `seconds`: back to back (closed loop), or with `rate`, at that many
+    requests/s in all (Poisson arrivals, open loop), each timed from when it was due so that waiting counts."""
+    import queue
+
     import httpx
 
     lat: dict[str, list[float]] = {"search": [], "similar": []}
     errors: list[str] = []
     stop = time.time() + seconds
+    due: queue.Queue = queue.Queue()
+
+    def request(c, rng: random.Random) -> str:
+        kind = "similar" if rng.random() < 0.2 else "search"
+        try:
+            if kind == "search":
+                q = rng.choice(PHRASES)
+                q = q if rng.random() < 0.5 else f"{q} {rng.randrange(10**6)}"  # half never seen before
+                r = c.get("/v1/search", params={"q": q, "k": 10})
+            else:
+                r = c.get(f"/v1/tracks/{rng.choice(ids)}/similar", params={"k": 10})
+            if r.status_code != 200:
+                errors.append(f"{r.status_code} {r.text[:120]}")
+        except httpx.HTTPError as e:
+            errors.append(type(e).__name__)
+        return kind
 
     def client(i: int) -> None:
         rng = random.Random(rng_seed * 1000 + i)
         with httpx.Client(base_url=base, timeout=30) as c:
-            while time.time() < stop:
-                kind = "similar" if rng.random() < 0.2 else "search"
-                t = time.perf_counter()
-                try:
-                    if kind == "search":
-                        q = rng.choice(PHRASES)
-                        q = q if rng.random() < 0.5 else f"{q} {rng.randrange(10**6)}"  # half never seen before
-                        r = c.get("/v1/search", params={"q": q, "k": 10})
-                    else:
-                        r = c.get(f"/v1/tracks/{rng.choice(ids)}/similar", params={"k": 10})
-                    if r.status_code != 200:
-                        errors.append(f"{r.status_code} {r.text[:120]}")
-                except httpx.HTTPError as e:
-                    errors.append(type(e).__name__)
+            while True:
+                if rate is None:
+                    if time.time() >= stop:
+                        return
+                    t = time.perf_counter()
+                else:
+                    t = due.get()
+                    if t is None:
+                        return
+                    time.sleep(max(0.0, t - time.perf_counter()))
+                kind = request(c, rng)
                 lat[kind].append(time.perf_counter() - t)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
+    if rate is not None:
+        rng, t = random.Random(rng_seed), time.perf_counter()
+        end = t + seconds
+        while t < end:
+            t += rng.expovariate(rate)
+            due.put(t)
+            time.sleep(max(0.0, t - time.perf_counter() - 0.05))  # keep the queue a little ahead of the clock
+        for _ in threads:
+            due.put(None)
     for t in threads:
         t.join()
     return {"lat": lat, "errors": errors, "seconds": seconds}
@@ -92,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--commits", action="store_true", help="also run while a commit lands every 10 s")
     ap.add_argument("--workers", type=int, default=1, help="server processes (tunelens serve --workers)")
+    ap.add_argument("--rate", type=float, default=250, help="then an open-loop run at this many requests/s in all "
+                    "(4 in 5 searches): the latency a user sees at that load (0: skip)")
     args = ap.parse_args(argv)
     import httpx
     import psutil
@@ -127,9 +160,20 @@ def main(argv: list[str] | None = None) -> int:
             def rss() -> float:  # the server and its worker processes
                 return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
 
-            rss0 = rss()
+            def cpu() -> tuple[float, float]:  # CPU seconds of the server (all processes) and of this client
+                srv = sum(sum(p.cpu_times()[:2]) for p in [proc, *proc.children(recursive=True)])
+                return srv, sum(psutil.Process().cpu_times()[:2])
+
+            rss0, cpu0 = rss(), cpu()
             res = _load(base, ids, args.clients, args.seconds)
             _report(f"{args.clients} clients, {args.tracks:,}", res, (rss0, rss()))
+            cpu1 = cpu()
+            print(f"CPU over the run: server {(cpu1[0] - cpu0[0]) / args.seconds:.2f} cores, clients "
+                  f"{(cpu1[1] - cpu0[1]) / args.seconds:.2f} cores (both on this machine)")
+            if args.rate:
+                rss0 = rss()
+                res = _load(base, ids, args.clients, args.seconds, 2, rate=args.rate)
+                _report(f"offered {args.rate:g} req/s", res, (rss0, rss()))
             if args.commits:
                 stale, stop = [], threading.Event()
 

@@ -224,3 +224,41 @@ def test_search_by_sound(app, demo_library, tmp_path):
     sf.write(tmp_path / "t.wav", tone(3, 440), 22050)
     with pytest.raises(UploadError, match="lasts 3 s; at most 1 s"):
         similar_to_clip(lib, (tmp_path / "t.wav").read_bytes(), "t.wav", max_seconds=1.0)
+
+
+def test_playlists_page_from_a_search_and_a_track(demo_library, tmp_path, monkeypatch):
+    """"Make a playlist" on a search and "Radio from this track" on a track page open the Playlists page ready to
+    make one; it plays, saves into the library and exports."""
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    import tunelens
+
+    lib_dir = tmp_path / "lib"
+    shutil.copytree(demo_library, lib_dir)  # this test saves a playlist into the library
+    monkeypatch.setenv("TUNELENS_LIBRARY", str(lib_dir))
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.run()
+    search(at, "piano")
+    next(b for b in at.button if b.label == "Make a playlist").click().run()
+    assert not at.exception and at.session_state["page"] == "Playlists" and at.session_state["pl_text"] == "piano"
+    at.number_input(key="pl_length").set_value(4).run()
+    next(b for b in at.button if b.label == "Make playlist").click().run()
+    assert not at.exception
+    made = at.session_state["playlist"]
+    assert made.kind == "query" and len(made.tracks) == 4 and len(at.get("audio")) == 4
+    assert at.get("download_button")
+    at.text_input(key="pl_name_False").input("piano evening").run()
+    at.button(key="pl_save_False").click().run()
+    assert not at.exception and [p.name for p in tunelens.list_playlists(lib_dir)] == ["piano evening"]
+    assert any("saved as" in s.value for s in at.success)
+
+    tid = tunelens.Library.open(lib_dir).ok_tracks()["track_id"][0]
+    at.session_state["page"] = "Track"
+    at.run()
+    at.text_input(key="track_ref").input(tid).run()
+    next(b for b in at.button if b.label == "Radio from this track").click().run()
+    assert at.session_state["page"] == "Playlists" and at.session_state["pl_seed"] == tid
+    next(b for b in at.button if b.label == "Make playlist").click().run()
+    assert not at.exception and tid not in at.session_state["playlist"].track_ids

@@ -45,7 +45,8 @@ def test_openapi_document_validates(client):
     doc = client.get("/openapi.json").json()
     validate(doc)
     assert {"/v1/search", "/v1/tracks/{track_id}", "/v1/tracks/{track_id}/similar", "/v1/similar",
-            "/v1/tracks/{track_id}/audio", "/v1/tracks/{track_id}/ask", "/v1/library", "/v1/duplicates"} <= set(
+            "/v1/tracks/{track_id}/audio", "/v1/tracks/{track_id}/ask", "/v1/library", "/v1/duplicates",
+            "/v1/playlists", "/v1/playlists/radio", "/v1/playlists/{name}"} <= set(
         doc["paths"])
     assert client.get("/docs").status_code == 200
 
@@ -225,3 +226,47 @@ def test_playlist_folder_round_trip(demo_library, tmp_path):
         assert 1 <= len(entries) <= 4
         for e in entries:
             assert not e.startswith("/") and (f.parent / e).resolve().is_file()  # relative, and it resolves
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "abc%00def", ".."])
+def test_playlist_names_and_seeds_are_checked(client, some_id, bad):
+    r = client.get(f"/v1/playlists/{bad}")
+    assert r.status_code in (404, 422) and r.headers["content-type"].startswith("application/problem+json")
+    is_problem(client.post("/v1/playlists/radio", json={"seeds": [bad]}), 422)
+    is_problem(client.post("/v1/playlists/path", json={"start": some_id, "end": bad}), 422)
+
+
+def test_playlist_routes(demo_library, tmp_path, some_id):
+    """Making is read-only; saving, refreshing and deleting need --allow-writes; exports point at the audio route."""
+    shutil.copytree(demo_library, tmp_path / "lib")
+    ro = TestClient(create_app(tmp_path / "lib"))
+    r = ro.post("/v1/playlists/radio", json={"seeds": [some_id], "n": 4, "text": "calmer"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["kind"] == "radio" and len(body["tracks"]) == 4 and some_id not in {t["track_id"] for t in
+                                                                                     body["tracks"]}
+    assert "forbidden" in is_problem(ro.post("/v1/playlists/radio", json={"seeds": [some_id], "save": True}),
+                                     403)["title"].lower()
+    is_problem(ro.post("/v1/playlists/radio", json={"seeds": [some_id], "n": 501}), 422)
+    is_problem(ro.post("/v1/playlists/query", json={"text": "x" * 1001}), 422)
+    rw = TestClient(create_app(tmp_path / "lib", ServeConfig(allow_writes=True)))
+    made = rw.post("/v1/playlists/query", json={"text": "piano", "n": 3, "save": True, "name": "piano"}).json()
+    assert made["name"] == "piano" and len(made["tracks"]) == 3
+    path_body = {"start": some_id, "end": made["tracks"][0]["track_id"], "n": 4, "rules": {"key_continuity": True}}
+    p = rw.post("/v1/playlists/path", json=path_body)
+    assert p.status_code == 200 and p.json()["tracks"][0]["track_id"] == some_id
+    assert [x["name"] for x in ro.get("/v1/playlists").json()] == ["piano"]  # saved, seen by the read-only one
+    m3u = ro.get("/v1/playlists/piano", params={"format": "m3u8"})
+    assert m3u.status_code == 200 and m3u.headers["content-type"].startswith("audio/x-mpegurl")
+    urls = [ln for ln in m3u.text.splitlines() if ln and not ln.startswith("#")]
+    assert len(urls) == 3 and all(u.startswith("http://testserver/v1/tracks/") for u in urls)
+    assert ro.get(urls[0].removeprefix("http://testserver")).status_code == 200  # each entry plays
+    assert "<trackList>" in ro.get("/v1/playlists/piano", params={"format": "xspf"}).text
+    is_problem(ro.get("/v1/playlists/piano", params={"format": "exe"}), 422)
+    is_problem(ro.post("/v1/playlists/piano/refresh"), 403)
+    assert rw.post("/v1/playlists/piano/refresh").json()["refreshed"]
+    groups = ro.post("/v1/playlists/clusters", params={"k": 2}).json()
+    assert len(groups) == 2 and all(g["name"] for g in groups)
+    is_problem(rw.get("/v1/playlists/nothing"), 404)
+    assert rw.delete("/v1/playlists/piano").status_code == 204
+    is_problem(ro.get("/v1/playlists/piano"), 404)

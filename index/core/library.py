@@ -75,6 +75,7 @@ class Library:
         self._index: VectorIndex | None = None
         self._window_index: VectorIndex | None = None
         self._windows_table: pl.DataFrame | None = None
+        self._vector_maps: dict[str, np.ndarray] = {}
         self._encoders: dict[str, AudioTextEncoder] = {}
 
     # -- opening -------------------------------------------------------------------------------------------
@@ -156,10 +157,18 @@ class Library:
         return self.manifest.pipeline.dim
 
     def track_vectors(self) -> np.ndarray:
-        return _load_vectors(self.root / "tracks.npy", self.dim)
+        return self._vectors("tracks.npy")
 
     def window_vectors(self) -> np.ndarray:
-        return _load_vectors(self.root / "windows.npy", self.dim)
+        return self._vectors("windows.npy")
+
+    def _vectors(self, name: str) -> np.ndarray:
+        """The memory map of `name`, opened once per state of the library: a search then reads pages already
+        mapped instead of mapping (and faulting in) the whole file again. A commit replaces the file, so a map
+        opened before it keeps reading the state it was opened with until the caches are dropped."""
+        if name not in self._vector_maps:
+            self._vector_maps[name] = _load_vectors(self.root / name, self.dim)
+        return self._vector_maps[name]
 
     def windows_table(self) -> pl.DataFrame:
         if self._windows_table is None:
@@ -223,6 +232,14 @@ class Library:
         if getattr(self, "_ok", (None,))[0] is not catalog:
             self._ok = (catalog, catalog.filter(pl.col("status") == "ok").sort("vec_row"))
         return self._ok[1]
+
+    def track_row(self, track_id: str) -> int | None:
+        """The row of an indexed track in `ok_tracks()` (and in the track vectors), None if it is not one; from a
+        map built once per state of the catalog (a server looks tracks up on every request)."""
+        ok = self.ok_tracks()
+        if getattr(self, "_rows", (None,))[0] is not ok:
+            self._rows = (ok, {t: i for i, t in enumerate(ok["track_id"].to_list())})
+        return self._rows[1].get(track_id)
 
     # -- writing -------------------------------------------------------------------------------------------
     def lock(self) -> _Lock:
@@ -346,6 +363,7 @@ class Library:
         )
         _finish_commit(self.root)
         self._catalog, self._index, self._window_index, self._windows_table = None, None, None, None
+        self._vector_maps = {}
 
 
 def _new_vectors(path: Path, n: int, dim: int) -> np.memmap:

@@ -14,6 +14,7 @@ we report.
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -101,10 +102,17 @@ def _rank(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
 def facet_table(lib: Library) -> FacetTable:
     """The library's facet table, built once per state of its catalog, measurements and captions."""
-    stamp = tuple((lib.root / n).stat().st_mtime_ns if (lib.root / n).exists() else 0
-                  for n in ("catalog.parquet", "measures.parquet", "captions.parquet"))
+    stamp = tuple(_mtime(os.path.join(lib.root, n)) for n in ("catalog.parquet", "measures.parquet",
+                                                               "captions.parquet"))
     cached = getattr(lib, "_facet_table", None)
     if cached is None or cached[0] != stamp:
         cached = (stamp, FacetTable.build(lib))
@@ -332,9 +340,11 @@ def _similarities(lib: Library, q: np.ndarray, moments: bool) -> tuple[np.ndarra
 
 
 def rank(lib: Library, encoder: AudioTextEncoder | None, q: ParsedQuery, moments: bool = False,
-         allowed: set[str] | None = None, exclude: set[str] = frozenset(), base: np.ndarray | None = None) -> Ranked:
+         allowed: set[str] | None = None, exclude: set[str] = frozenset(), base: np.ndarray | None = None,
+         top: int | None = None) -> Ranked:
     """Fuse semantic similarity and facet agreement over the library's tracks (see the module docstring).
-    `base`: a vector the semantic part starts from (a track, for `similar` with a steering phrase)."""
+    `base`: a vector the semantic part starts from (a track, for `similar` with a steering phrase). `top`: order
+    only the best `top` tracks (the same first `top` as the full order; a server answering k=10 skips sorting all)."""
     ft = facet_table(lib)
     c = ft.columns
     n = len(ft.track_ids)
@@ -363,9 +373,10 @@ def rank(lib: Library, encoder: AudioTextEncoder | None, q: ParsedQuery, moments
     semantic = None
     texts = list(q.concepts)
     if base is not None or texts:
-        if encoder is None:
+        if encoder is None and texts:
             raise ValueError("an encoder is needed for the semantic part of the query")
-        lib.check_pipeline(PipelineSpec.for_encoder(encoder))
+        if encoder is not None:
+            lib.check_pipeline(PipelineSpec.for_encoder(encoder))
         vec = concept_vector(encoder, texts) if texts else None
         if base is not None:
             b = np.asarray(base, np.float32) / max(float(np.linalg.norm(base)), 1e-12)
@@ -389,7 +400,11 @@ def rank(lib: Library, encoder: AudioTextEncoder | None, q: ParsedQuery, moments
                          f"helps nor hurts them")
         score += f.weight * np.nan_to_num(a) * certainty
     rows = np.flatnonzero(keep)
-    order = rows[np.argsort(-score[rows], kind="stable")]
+    if top is not None and top < len(rows):
+        # the top `top` by score, ties broken by row as the stable full sort breaks them
+        cut = np.partition(-score[rows], top - 1)[top - 1]
+        rows = rows[-score[rows] <= cut]
+    order = rows[np.argsort(-score[rows], kind="stable")][:top]
     return Ranked(order, score[order], semantic, best, query_vec, notes, empty_reason)
 
 

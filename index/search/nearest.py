@@ -5,7 +5,6 @@ as the model (`index.search.hybrid`); `search_text` and `search_moments` are the
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -117,7 +116,7 @@ def ranked_hits(lib: Library, encoder: AudioTextEncoder | None, q, k: int, momen
                 allowed: set[str] | None = None, exclude: set[str] = frozenset(),
                 base: np.ndarray | None = None) -> SearchResults:
     """The top k of `hybrid.rank` as hits, each with its best moment and why it is there."""
-    r = rank(lib, encoder, q, moments=moments, allowed=allowed, exclude=exclude, base=base)
+    r = rank(lib, encoder, q, moments=moments, allowed=allowed, exclude=exclude, base=base, top=k)
     notes = list(q.notes) + r.notes
     if not len(r.order):
         return SearchResults([], q, notes, r.empty_reason or "no track matches the query")
@@ -176,10 +175,33 @@ def search_moments(lib: Library, encoder: AudioTextEncoder, text: str, k: int = 
 
 def find_track(lib: Library, ref: str) -> dict | None:
     """A catalog row by track id, absolute path or path relative to the music folder."""
+    row = lib.track_row(ref)
+    if row is not None:  # an indexed track's id: the common case, from a map instead of a scan
+        return lib.ok_tracks().row(row, named=True)
     cat = lib.catalog
     absolute = str(Path(ref).absolute()) if ref else ""
     match = cat.filter((pl.col("track_id") == ref) | (pl.col("path") == absolute) | (pl.col("rel_path") == ref))
     return match.row(0, named=True) if len(match) else None
+
+
+def reference_vector(lib: Library, ref: str | Path, encoder: AudioTextEncoder | None = None,
+                     device: str = "auto") -> tuple[np.ndarray, dict | None]:
+    """The track vector of a library track (by id or path, with its catalog row), or of any audio file (embedded
+    on the fly by `encoder`, by default the library's own model; no row)."""
+    ref = str(ref)
+    track = find_track(lib, ref)
+    if track is not None:
+        if track["status"] != "ok":
+            raise LibraryError(f"{track['rel_path']} is in the library but failed to index: {track['error']}")
+        return np.asarray(lib.track_vectors()[track["vec_row"]]), track
+    if not Path(ref).is_file():
+        raise LibraryError(f"{ref!r} is neither a track id or path in {lib.root} nor an audio file")
+    encoder = encoder or lib.encoder(device)
+    lib.check_pipeline(PipelineSpec.for_encoder(encoder))
+    try:
+        return embed_file(ref, encoder).track_vector, None
+    except AudioError as e:
+        raise LibraryError(str(e)) from None
 
 
 def similar(library: Library | str | Path, ref: str, k: int = 10, encoder: AudioTextEncoder | None = None,
@@ -188,23 +210,8 @@ def similar(library: Library | str | Path, ref: str, k: int = 10, encoder: Audio
     by default the library's own model). `steer` moves the search: "slower", "without vocals", "with piano",
     "in a minor key" (tempo words relative to the track: "slower" prefers under 92% of its tempo)."""
     lib = Library.coerce(library)
-    ref = str(ref)
-    track = find_track(lib, ref)
-    if track is not None:
-        if track["status"] != "ok":
-            raise LibraryError(f"{track['rel_path']} is in the library but failed to index: {track['error']}")
-        vec = np.asarray(lib.track_vectors()[track["vec_row"]])
-        exclude = {track["track_id"]}
-    else:
-        if not Path(ref).is_file():
-            raise LibraryError(f"{ref!r} is neither a track id or path in {lib.root} nor an audio file")
-        encoder = encoder or lib.encoder(device)
-        lib.check_pipeline(PipelineSpec.for_encoder(encoder))
-        try:
-            emb = embed_file(ref, encoder)
-        except AudioError as e:
-            raise LibraryError(str(e)) from None
-        vec, exclude = emb.track_vector, set()
+    vec, track = reference_vector(lib, ref, encoder, device)
+    exclude = {track["track_id"]} if track is not None else set()
     if not (steer or "").strip():
         return SearchResults(search_vector(lib, vec, k, exclude=exclude, allowed=allowed))
     encoder = encoder or lib.encoder(device)
@@ -228,14 +235,10 @@ def _relative(f: Facet, cols: dict, row: int) -> Facet:
 
 
 def to_m3u(hits: list[Hit], relative_to: str | Path | None = None, title: str | None = None) -> str:
-    """An extended M3U playlist of the hits (durations, titles): absolute paths, or paths relative to the folder
-    the playlist will be saved in (`relative_to`), the form Navidrome, Jellyfin, MPD and Plex import."""
-    lines = ["#EXTM3U"] + ([f"#PLAYLIST:{title}"] if title else [])
-    for h in hits:
-        name = " - ".join(x for x in (h.artist, h.title or Path(h.rel_path).stem) if x)
-        path = os.path.relpath(h.path, Path(relative_to).absolute()) if relative_to is not None else h.path
-        lines += [f"#EXTINF:{int(round(h.duration))},{name}", path]
-    return "\n".join(lines) + "\n"
+    """An extended M3U playlist of the hits (see `index.playlists.export.to_m3u`)."""
+    from tunelens.index.playlists.export import to_m3u as m3u
+
+    return m3u(hits, relative_to, title)
 
 
 def write_playlists(library: Library | str | Path, queries: list[str], to: str | Path, k: int = 50,
