@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 import tunelens
+from tunelens.index.core.display import clean
 
 app = typer.Typer(help="tunelens: text-to-music search over your own music folders, fully offline.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -42,7 +43,7 @@ def _friendly_errors() -> Iterator[None]:
         yield
     except (tunelens.LibraryError, ModelUnavailableError, EngineUnavailableError, AudioError, FileNotFoundError,
             ValueError, ImportError) as e:
-        err.print(f"[bold red]error:[/] {e}")
+        err.print(Text("error: ", style="bold red") + _t(e, 2000))  # a message may quote a file name or tag
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err.print("[yellow]interrupted; finished batches are kept, run the same command again to resume[/]")
@@ -63,10 +64,16 @@ def _bars() -> Iterator[Callable[[str, int, int], None]]:
         yield update
 
 
+def _t(text: object, limit: int | None = 200) -> Text:
+    """Text from tags, paths or the user, shown as itself: never read as markup, without control or
+    direction-changing characters, cut to `limit` characters."""
+    return Text(clean(text, limit))
+
+
 def _table(title: str, rows: list[tuple[str, object]]) -> None:
-    table = Table(title=title, show_header=False)
+    table = Table(title=_t(title), show_header=False)
     for k, v in rows:
-        table.add_row(k, str(v))
+        table.add_row(k, _t(v, None))
     console.print(table)
 
 
@@ -135,9 +142,9 @@ def index(
         console.print(f"track index: {info_summary(report.index.get('tracks', {}))}; "
                       f"window index: {info_summary(report.index.get('windows', {}))}")
     for rel, reason in report.failed[:50]:
-        console.print(Text(f"  failed {rel}: {reason}"), soft_wrap=True)
+        console.print(_t(f"  failed {rel}: {reason}", 2000), soft_wrap=True)
     for error in (report.measures.errors if report.measures else [])[:20]:
-        console.print(Text(f"  could not measure {error}"), soft_wrap=True)
+        console.print(_t(f"  could not measure {error}", 2000), soft_wrap=True)
     if len(report.failed) > 50:
         console.print(f"  … and {len(report.failed) - 50} more (see `tunelens info`)")
     if report.library_tracks == 0:
@@ -152,20 +159,20 @@ def _print_hits(hits, as_json: bool, title: str) -> None:
         return
     query = getattr(hits, "query", None)
     if query is not None:
-        console.print(Text(f"understood as: {query.understood()}", style="bold"), soft_wrap=True)
+        console.print(Text(clean(f"understood as: {query.understood()}", 2000), style="bold"), soft_wrap=True)
     for note in getattr(hits, "notes", []):
-        console.print(Text(f"note: {note}", style="dim"), soft_wrap=True)
+        console.print(Text(clean(f"note: {note}", 2000), style="dim"), soft_wrap=True)
     if not hits:
         reason = getattr(hits, "empty_reason", None)
-        console.print(Text(f"no results: {reason}" if reason else "no results"), soft_wrap=True)
+        console.print(_t(f"no results: {reason}" if reason else "no results", 2000), soft_wrap=True)
         return
-    table = Table(title=title)
+    table = Table(title=_t(title, 120))
     for col in ("#", "score", "track", "best moment", "why", "id"):
         table.add_column(col)
     for h in hits:
         name = f"{h.artist} – {h.title}" if h.title and h.artist else (h.title or h.rel_path)
         moment = f"{int(h.best_start_s // 60)}:{h.best_start_s % 60:04.1f}"
-        table.add_row(str(h.rank), f"{h.score:.3f}", name, moment, "\n".join(h.why), h.track_id)
+        table.add_row(str(h.rank), f"{h.score:.3f}", _t(name), moment, _t("\n".join(h.why), 2000), h.track_id)
     console.print(table)
 
 
@@ -214,7 +221,7 @@ def playlist_dir(
     with _friendly_errors():
         written = tunelens.write_playlists(library, queries, to, k)
     for path in written:
-        console.print(Text(f"wrote {path}"), soft_wrap=True)
+        console.print(_t(f"wrote {path}", 2000), soft_wrap=True)
 
 
 playlist_app = typer.Typer(help="Playlists: radio from seeds, a path between two tracks, a description ordered for "
@@ -262,7 +269,7 @@ def _write_playlist(pl, to: Path, music_root: Path | None) -> None:
     to.parent.mkdir(parents=True, exist_ok=True)
     text = render(pl, fmt, music_root if music_root is not None else to.parent)
     atomic_write(to, lambda p: p.write_text(text, encoding="utf-8"))
-    console.print(Text(f"wrote {to}"), soft_wrap=True)
+    console.print(_t(f"wrote {to}", 2000), soft_wrap=True)
 
 
 def _show_playlist(pl, as_json: bool) -> None:
@@ -270,13 +277,13 @@ def _show_playlist(pl, as_json: bool) -> None:
         print(json.dumps(pl.to_dict(), indent=1, ensure_ascii=False))
         return
     for note in pl.notes:
-        console.print(Text(f"note: {note}", style="dim"), soft_wrap=True)
-    table = Table(title=f"{pl.name} ({len(pl.tracks)} tracks, {pl.duration / 60:.0f} min)")
+        console.print(Text(clean(f"note: {note}", 2000), style="dim"), soft_wrap=True)
+    table = Table(title=_t(f"{clean(pl.name, 120)} ({len(pl.tracks)} tracks, {pl.duration / 60:.0f} min)"))
     for col in ("#", "track", "length", "tempo", "key", "id"):
         table.add_column(col)
     for i, t in enumerate(pl.tracks, 1):
         name = f"{t.artist} – {t.title}" if t.title and t.artist else (t.title or t.rel_path)
-        table.add_row(str(i), name, f"{int(t.duration // 60)}:{int(t.duration % 60):02d}",
+        table.add_row(str(i), _t(name), f"{int(t.duration // 60)}:{int(t.duration % 60):02d}",
                       f"{t.tempo_bpm:.0f}" if t.tempo_bpm else "", t.key or "", t.track_id)
     console.print(table)
 
@@ -285,7 +292,7 @@ def _deliver(library: Path, pl, save: bool, to: Path | None, music_root: Path | 
     if save:
         path = tunelens.save_playlist(library, pl)
         if not as_json:
-            console.print(Text(f"saved as “{pl.name}” ({path.name}); `tunelens playlist refresh` re-runs it",
+            console.print(Text(clean(f"saved as “{pl.name}” ({path.name}); `tunelens playlist refresh` re-runs it"),
                                style="dim"), soft_wrap=True)
     if to is not None:
         _write_playlist(pl, to, music_root)
@@ -375,8 +382,8 @@ def playlist_clusters(
     for col in ("group", "tracks", "minutes", "first tracks"):
         table.add_column(col)
     for g in groups:
-        table.add_row(g.name, str(len(g.tracks)), f"{g.duration / 60:.0f}",
-                      "\n".join(t.title or t.rel_path for t in g.tracks[:3]))
+        table.add_row(_t(g.name), str(len(g.tracks)), f"{g.duration / 60:.0f}",
+                      _t("\n".join(clean(t.title or t.rel_path, 100, one_line=True) for t in g.tracks[:3])))
     console.print(table)
 
 
@@ -411,7 +418,7 @@ def playlist_list(library: Path = LibraryOpt, as_json: bool = JsonOpt) -> None:
     for p in pls:
         what = p.recipe.get("text") or " → ".join(filter(None, (p.recipe.get("start"), p.recipe.get("end")))) or \
             ", ".join(p.recipe.get("seeds") or []) or p.recipe.get("label", "")
-        table.add_row(p.name, p.kind, str(len(p.tracks)), f"{p.duration / 60:.0f}", what)
+        table.add_row(_t(p.name), p.kind, str(len(p.tracks)), f"{p.duration / 60:.0f}", _t(what))
     console.print(table)
 
 
@@ -433,7 +440,7 @@ def playlist_delete(name: str = typer.Argument(..., help="A saved playlist."), l
 
     with _friendly_errors():
         delete_playlist(library, name)
-    console.print(f"deleted “{name}”")
+    console.print(_t(f"deleted “{name}”"))
 
 
 @app.command()
@@ -459,7 +466,7 @@ def info(library: Path = LibraryOpt, as_json: bool = JsonOpt) -> None:
         ("window index", info_summary(idx.get("windows") or {})),
     ])
     for e in summary["errors"]:
-        console.print(Text(f"  failed {e['path']}: {e['error']}"), soft_wrap=True)
+        console.print(_t(f"  failed {e['path']}: {e['error']}", 2000), soft_wrap=True)
 
 
 @app.command()
@@ -522,10 +529,10 @@ def dupes(
         console.print(f"cluster {g['cluster']}:", markup=False)
         for t in g["tracks"]:
             mark = "keep" if t["keeper"] else "    "
-            console.print(Text(f"  {mark} {t['rel_path']}  ({t['matched_by']}, match {t['match']:.3f}, "
-                               f"{t['bitrate_kbps']:.0f} kbps)"), soft_wrap=True)
+            console.print(_t(f"  {mark} {t['rel_path']}  ({t['matched_by']}, match {t['match']:.3f}, "
+                             f"{t['bitrate_kbps']:.0f} kbps)", 2000), soft_wrap=True)
     for rel, why in result.unreadable:
-        err.print(Text(f"could not fingerprint {rel}: {why}"), soft_wrap=True)
+        err.print(_t(f"could not fingerprint {rel}: {why}", 2000), soft_wrap=True)
 
 
 @app.command()
@@ -547,7 +554,7 @@ def quality(library: Path = LibraryOpt,
         console.print(f"{report['unmeasured']} tracks were indexed before quality was measured; run "
                       f"`tunelens index` again to measure them.")
     for r in report["flagged"]:
-        console.print(Text(f"  {r['file']}: {', '.join(r['flags'])}"), soft_wrap=True)
+        console.print(_t(f"  {r['file']}: {', '.join(r['flags'])}", 2000), soft_wrap=True)
 
 
 @app.command()
@@ -582,7 +589,7 @@ def agreement(
         .join(track_table(lib).select("track_id", "rel_path", "caption"), on="track_id")
     )
     for r in worst.sort("agreement").iter_rows(named=True):
-        console.print(Text(f"  {r['agreement']:.3f}  {r['rel_path']}: {r['caption']}"), soft_wrap=True)
+        console.print(_t(f"  {r['agreement']:.3f}  {r['rel_path']}: {r['caption']}", 2000), soft_wrap=True)
 
 
 @app.command()
@@ -672,7 +679,7 @@ def ask(
     if as_json:
         print(json.dumps(a.to_dict(), indent=1, default=str))
         return
-    console.print(a.text, soft_wrap=True, markup=False)
+    console.print(_t(a.text, 2000), soft_wrap=True)
     if a.evidence:
         conf = f" · confidence {a.confidence:.1f}" if a.confidence is not None else ""
         console.print(Text(f"evidence: {'; '.join(a.evidence)}{conf}", style="dim"), soft_wrap=True)

@@ -9,6 +9,7 @@ import streamlit as st
 
 import tunelens
 from tunelens.app import resources as R
+from tunelens.index.core.display import markdown_literal as md
 from tunelens.index.playlists import FORMATS, PlaylistRules, delete_playlist, render
 
 MIME = {"m3u8": "audio/x-mpegurl", "xspf": "application/xspf+xml", "csv": "text/csv", "json": "application/json"}
@@ -77,10 +78,10 @@ def _make(lib) -> None:
 
 
 def _show(lib, pl, saved: bool) -> None:
-    st.subheader(pl.name)
+    st.subheader(md(pl.name))
     st.caption(f"{len(pl.tracks)} tracks · {pl.duration / 60:.0f} min · {pl.kind}")
     for note in pl.notes:
-        st.caption(f"note: {note}")
+        st.caption(f"note: {md(note, 1000)}")
     c = st.columns([2, 1, 1, 1, 1])
     name = c[0].text_input("Name", value=pl.name, key=f"pl_name_{saved}")
     if c[1].button("Save" if not saved else "Refresh", key=f"pl_save_{saved}"):
@@ -92,7 +93,7 @@ def _show(lib, pl, saved: bool) -> None:
             else:
                 pl.name = name.strip() or pl.name
                 tunelens.save_playlist(lib, pl)
-                st.success(f"saved as “{pl.name}”; refresh it after the library changes")
+                st.success(f"saved as “{md(pl.name)}”; refresh it after the library changes")
         except (ValueError, tunelens.LibraryError) as e:
             st.error(str(e))
     fmt = c[2].selectbox("Format", FORMATS, key=f"pl_fmt_{saved}", label_visibility="collapsed")
@@ -104,7 +105,7 @@ def _show(lib, pl, saved: bool) -> None:
     for i, t in enumerate(pl.tracks, 1):
         left, right = st.columns([3, 2], vertical_alignment="center")
         facts = [x for x in (f"{t.tempo_bpm:.0f} BPM" if t.tempo_bpm else None, t.key) if x]
-        left.markdown(f"**{i}. {t.title or Path(t.rel_path).stem}**" + (f" — {t.artist}" if t.artist else "")
+        left.markdown(f"**{i}. {md(t.title or Path(t.rel_path).stem)}**" + (f" — {md(t.artist)}" if t.artist else "")
                       + (f"  \n{' · '.join(facts)}" if facts else ""))
         try:
             data, mime = R.audio_bytes(lib, t.track_id)

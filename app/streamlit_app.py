@@ -15,6 +15,8 @@ from tunelens.app import resources as R
 from tunelens.app.playlists_page import playlists_page, start_query, start_radio
 from tunelens.app.uploads import similar_to_clip
 from tunelens.caption.describe import clock as m_ss
+from tunelens.index.core.display import code_literal as code
+from tunelens.index.core.display import markdown_literal as md
 from tunelens.index.core.tracks import TrackFilter, tag_probs
 from tunelens.index.curation.dupes import load_duplicates
 from tunelens.index.curation.quality import QUALITY_FLAGS
@@ -104,7 +106,7 @@ def chips(q: ParsedQuery) -> None:
     cols = st.columns(min(len(items), 6) + 1, vertical_alignment="center")
     cols[0].caption("understood as:")
     for i, (label, phrase) in enumerate(items):
-        cols[1 + i % 6].button(f"{label}  ✕", key=f"chip_{i}", on_click=remove_chip, args=(phrase,),
+        cols[1 + i % 6].button(f"{md(label)}  ✕", key=f"chip_{i}", on_click=remove_chip, args=(phrase,),
                                help=f"Remove “{phrase}” from the query")
 
 
@@ -151,17 +153,17 @@ def result_card(h: Hit, row: dict | None, lib) -> None:
         left, right = st.columns([3, 2], vertical_alignment="center")
         with left:
             title = h.title or Path(h.rel_path).stem
-            st.markdown(f"**{h.rank}. {title}**" + (f" — {h.artist}" if h.artist else ""))
+            st.markdown(f"**{h.rank}. {md(title)}**" + (f" — {md(h.artist)}" if h.artist else ""))
             facts = [f"score {h.score:.3f}", clock(h.duration)]
             if row and row.get("tempo_bpm"):
                 facts.append(f"{row['tempo_bpm']:.0f} BPM")
             if row and row.get("key"):
                 facts.append(row["key"])
-            st.caption(" · ".join(facts) + f" · `{h.rel_path}`")
+            st.caption(" · ".join(md(f) for f in facts) + f" · {code(h.rel_path)}")
             if h.why:
-                st.caption("why: " + " · ".join(h.why))
+                st.caption("why: " + " · ".join(md(w) for w in h.why))
             if row and row.get("caption"):
-                st.markdown(f"*{row['caption']}*")
+                st.markdown(f"*{md(row['caption'], 2000)}*")
             tags = top_tags(row.get("tags") if row else None)
             if tags:
                 st.markdown(" ".join(f":gray-badge[{t}]" for t in tags))
@@ -199,13 +201,13 @@ def search_page(lib, root: Path) -> None:
             st.error("That track is no longer in the library.")
             clear_similar()
             return
-        st.subheader(f"Tracks like {base['title'] or Path(base['rel_path']).stem}")
+        st.subheader(f"Tracks like {md(base['title'] or Path(base['rel_path']).stem)}")
         st.button("← Back to text search", on_click=clear_similar)
         steer = st.text_input("…but", key="steer", placeholder="slower · without vocals · with piano · in a minor key",
                               help="Steer the search away from the track: tempo words are relative to it.")
         hits = similar(lib, similar_to, k=k, allowed=allowed, steer=steer)
         if hits.query is not None:
-            st.caption(f"steered by: {hits.query.understood()}")
+            st.caption(f"steered by: {md(hits.query.understood())}")
     else:
         st.title("Search your music")
         query = st.text_input("Describe the music", key="q", placeholder="e.g. " + " · ".join(EXAMPLES[:3]))
@@ -255,7 +257,7 @@ def show_hits(hits, table: pl.DataFrame, lib, allowed: set[str] | None) -> None:
         st.caption(f"Filters keep {len(allowed):,} of {len(table):,} tracks.")
     if not hits:
         why = getattr(hits, "empty_reason", None)
-        st.warning(f"No results: {why}. Remove a chip, or widen the filters in the sidebar."
+        st.warning(f"No results: {md(why)}. Remove a chip, or widen the filters in the sidebar."
                    if why and why != "the filters leave no track" else
                    "No track matches these filters. Widen or clear them in the sidebar.")
         return
@@ -289,12 +291,9 @@ def track_page(lib, root: Path) -> None:
         return
     full = R.table(root).filter(pl.col("track_id") == row["track_id"])
     info = full.row(0, named=True) if len(full) else row
-    st.title(info["title"] or Path(info["rel_path"]).stem)
-    st.caption(
-        " · ".join(
-            x for x in (info.get("artist"), info.get("album"), clock(info["duration"]), f"`{info['rel_path']}`") if x
-        )
-    )
+    st.title(md(info["title"] or Path(info["rel_path"]).stem))
+    st.caption(" · ".join([md(x) for x in (info.get("artist"), info.get("album")) if x]
+                          + [clock(info["duration"]), code(info["rel_path"])]))
     st.image(
         R.spectrogram(info["path"], info["content_hash"]), caption="Mel spectrogram (time →, pitch ↑)", width="stretch"
     )
@@ -304,9 +303,9 @@ def track_page(lib, root: Path) -> None:
     with left:
         st.subheader("Description")
         if info.get("caption"):
-            st.markdown(info["caption"])
+            st.markdown(md(info["caption"], 2000))
             with st.expander("Evidence and details"):
-                st.markdown(info.get("description") or "")
+                st.markdown(md(info.get("description") or "", 5000))
             m = st.columns(4)
             m[0].metric("Tempo", f"{info['tempo_bpm']:.0f} BPM" if info.get("tempo_bpm") else "–")
             m[1].metric("Key", info.get("key") or "–")
@@ -329,7 +328,7 @@ def track_page(lib, root: Path) -> None:
         st.button("Radio from this track", on_click=start_radio, args=(info["track_id"],), width="stretch")
         st.subheader("Similar tracks")
         for h in similar(lib, info["track_id"], k=5):
-            st.button(f"{h.title or Path(h.rel_path).stem} · {h.score:.2f}", key=f"sim_{h.track_id}",
+            st.button(f"{md(h.title or Path(h.rel_path).stem)} · {h.score:.2f}", key=f"sim_{h.track_id}",
                       on_click=open_track, args=(h.track_id,), width="stretch")
 
 
@@ -339,9 +338,9 @@ def qa_box(lib, info: dict) -> None:
     history = st.session_state.setdefault(f"qa_{info['track_id']}", [])
     for role, text, note in history:
         with st.chat_message(role):
-            st.markdown(text)
+            st.markdown(md(text, 2000))  # the question as typed, the answer quoting tags: shown as text
             if note:
-                st.caption(note)
+                st.caption(md(note, 2000))
     question = st.chat_input("What key is it in? Is there singing? How does it end?", key="qa_input")
     if question is None:
         return
@@ -401,7 +400,8 @@ def library_page(lib, root: Path) -> None:
     picked = event.get("selection", {}).get("pick") if event else None
     if picked:
         tid = picked[0].get("track_id")
-        st.button(f"Open {pts.filter(pl.col('track_id') == tid)['rel_path'][0]}", on_click=open_track, args=(tid,))
+        st.button(f"Open {md(pts.filter(pl.col('track_id') == tid)['rel_path'][0])}", on_click=open_track,
+                  args=(tid,))
     else:
         st.caption(
             "Similar tracks sit close together (a 2-D projection of the track vectors). Click a point to open it."
@@ -411,7 +411,7 @@ def library_page(lib, root: Path) -> None:
         st.success("Every file was indexed.")
     else:
         for r in failed.head(200).iter_rows(named=True):
-            st.markdown(f"- `{r['rel_path']}`: {r['error']}")
+            st.markdown(f"- {code(r['rel_path'])}: {md(r['error'], 1000)}")
         if len(failed) > 200:
             st.caption(f"…and {len(failed) - 200:,} more (see `tunelens info`).")
     st.subheader("Audio problems")
@@ -422,7 +422,7 @@ def library_page(lib, root: Path) -> None:
         st.caption(" · ".join(f"{f.replace('_', ' ')}: {n}" for f, n in counts.items() if n))
         flagged = table.filter(pl.col("quality_flags").list.len() > 0).sort("rel_path")
         for r in flagged.head(200).iter_rows(named=True):
-            st.markdown(f"- `{r['rel_path']}`: {', '.join(r['quality_flags']).replace('_', ' ')}")
+            st.markdown(f"- {code(r['rel_path'])}: {', '.join(r['quality_flags']).replace('_', ' ')}")
     st.subheader("Duplicates")
     clusters = load_duplicates(lib)
     if clusters is None:

@@ -11,18 +11,21 @@ from pathlib import Path
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
+from tunelens.index.core.display import clean
+
 FORMATS = ("m3u8", "xspf", "csv", "json")
 
 
 def _display(e) -> str:
-    return " - ".join(x for x in (e.artist, e.title or Path(e.rel_path).stem) if x)
+    """"Artist - Title" on one line, without control characters (a tag may hold anything)."""
+    return clean(" - ".join(x for x in (e.artist, e.title or Path(e.rel_path).stem) if x), 300, one_line=True)
 
 
 def to_m3u(entries, relative_to: str | Path | None = None, title: str | None = None) -> str:
     """An extended M3U playlist (durations, titles): absolute paths, or paths relative to `relative_to` (the folder
     the playlist is saved in, or the music root a server resolves playlists against), the form Navidrome, Jellyfin,
     MPD and Plex import."""
-    lines = ["#EXTM3U"] + ([f"#PLAYLIST:{title}"] if title else [])
+    lines = ["#EXTM3U"] + ([f"#PLAYLIST:{clean(title, 300, one_line=True)}"] if title else [])
     for e in entries:
         path = os.path.relpath(e.path, Path(relative_to).absolute()) if relative_to is not None else e.path
         lines += [f"#EXTINF:{int(round(e.duration))},{_display(e)}", path]
@@ -33,7 +36,7 @@ def to_xspf(entries, title: str | None = None, relative_to: str | Path | None = 
     """XSPF 1 (the XML playlist VLC, Strawberry and Clementine read): file URIs, or relative URIs."""
     out = ['<?xml version="1.0" encoding="UTF-8"?>', '<playlist version="1" xmlns="http://xspf.org/ns/0/">']
     if title:
-        out.append(f"  <title>{escape(title)}</title>")
+        out.append(f"  <title>{escape(clean(title, 1000, one_line=True))}</title>")
     out.append("  <trackList>")
     for e in entries:
         if "://" in e.path:  # already a URL (a server's audio route)
@@ -44,12 +47,9 @@ def to_xspf(entries, title: str | None = None, relative_to: str | Path | None = 
             loc = Path(e.path).absolute().as_uri()
         out.append("    <track>")
         out.append(f"      <location>{escape(loc)}</location>")
-        if e.title:
-            out.append(f"      <title>{escape(str(e.title))}</title>")
-        if e.artist:
-            out.append(f"      <creator>{escape(str(e.artist))}</creator>")
-        if getattr(e, "album", None):
-            out.append(f"      <album>{escape(str(e.album))}</album>")
+        for tag, value in (("title", e.title), ("creator", e.artist), ("album", getattr(e, "album", None))):
+            if value:  # XML 1.0 has no control characters: cleaned, then escaped
+                out.append(f"      <{tag}>{escape(clean(value, 1000, one_line=True))}</{tag}>")
         out.append(f"      <duration>{int(round(e.duration * 1000))}</duration>")
         out.append("    </track>")
     out += ["  </trackList>", "</playlist>"]

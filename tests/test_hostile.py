@@ -1,0 +1,114 @@
+"""File tags and names written by anyone: markup, markdown links and images, script, control characters, a
+right-to-left override and 10 kB strings show as plain text in the CLI, the app and playlist files."""
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+import soundfile as sf
+from conftest import tone
+
+import tunelens
+from tunelens.index.core.display import clean, code_literal, markdown_literal
+
+HOSTILE = [
+    {"title": "[/]", "artist": "[click]"},
+    {"title": "![px](http://127.0.0.1:9/pixel.png)", "artist": "<script>alert(1)</script>"},
+    {"title": "\x1b[31mred\x1b[0m", "artist": "evil\u202eexe.txt"},
+    {"title": "A" * 10_000, "artist": "[x](javascript:alert(1))"},
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_library(tmp_path_factory):
+    import mutagen
+
+    from tunelens.embed import load_encoder
+
+    base = tmp_path_factory.mktemp("hostile")
+    music = base / "music"
+    music.mkdir()
+    for i, tags in enumerate(HOSTILE):
+        path = music / (["[bold]loud", "evil\u202ecalf", "`tick`", "plain"][i] + ".flac")
+        sf.write(path, tone(6, 220 * (i + 1)), 22050)
+        f = mutagen.File(str(path), easy=True)
+        for k, v in tags.items():
+            f[k] = v
+        f.save()
+    (music / "[red]broken.wav").write_bytes(b"RIFF\x00\x00not audio")
+    tunelens.index_folder(base / "lib", music, load_encoder("musicnn"), tunelens.IndexConfig(processes=0))
+    return base / "lib"
+
+
+def test_display_helpers():
+    assert clean("a\x1b[31mb\u202ec\x00", None) == "a\ufffd[31mb\ufffdc\ufffd"
+    assert clean("x" * 50, 10) == "x" * 9 + "…" and clean("a\nb", one_line=True) == "a b"
+    assert markdown_literal("![p](http://h/x.png)") == r"\!\[p\]\(http\://h/x\.png\)"
+    assert code_literal("a`b") == "``a`b``" and code_literal("plain") == "`plain`"
+
+
+def test_cli_shows_tags_as_text(hostile_library):
+    from typer.testing import CliRunner
+
+    from tunelens.app.cli import app
+
+    run = CliRunner().invoke
+    r = run(app, ["search", "sine tone", "-l", str(hostile_library), "-k", "4"])
+    assert r.exit_code == 0, r.output
+    out = r.output
+    assert "[/]" in out and "[click]" in out and "<script>" in out  # shown, not read as markup
+    assert "\x1b" not in out and "\u202e" not in out and len(out) < 20_000
+    r = run(app, ["search", "q" * 100_000, "-l", str(hostile_library)])
+    assert r.exit_code == 0 and len(r.output) < 20_000  # a huge query is not echoed whole
+    r = run(app, ["info", "-l", str(hostile_library)])
+    assert r.exit_code == 0 and "[red]broken.wav" in r.output
+    r = run(app, ["similar", "[/]nothing", "-l", str(hostile_library)])
+    assert r.exit_code == 2 and "[/]nothing" in r.output and "Traceback" not in r.output
+
+
+def test_playlist_files_stay_well_formed(hostile_library, tmp_path):
+    from tunelens.index.playlists import render
+
+    pl = tunelens.query_playlist(hostile_library, "tone", n=4, rules=tunelens.PlaylistRules(max_per_artist=None))
+    assert len(pl.tracks) == 4
+    m3u = render(pl, "m3u8", tmp_path)
+    lines = m3u.splitlines()
+    assert len(lines) == 2 + 2 * 4 and all(ln.startswith("#EXTINF:") for ln in lines[2::2])
+    assert not any("\x1b" in ln or "\u202e" in ln for ln in lines[2::2])  # titles cleaned; paths stay exact
+    assert "evil\u202ecalf.flac" in m3u  # (a file's real name must resolve)
+    doc = ET.fromstring(render(pl, "xspf", tmp_path))  # parses: no control character reached the XML
+    titles = [e.text for e in doc.iter("{http://xspf.org/ns/0/}title")]
+    assert "[/]" in titles and "\ufffd[31mred\ufffd[0m" in titles
+
+
+def test_app_shows_tags_as_text(hostile_library, monkeypatch):
+    """Search and track pages: no tag becomes a link, an image or markup, and no direction override gets through."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("TUNELENS_LIBRARY", str(hostile_library))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"), default_timeout=180)
+    at.run()
+    at.text_input(key="q").input("sine tone").run()
+    assert not at.exception
+
+    def shown() -> list[str]:
+        return [e.value for kind in ("markdown", "caption", "title", "subheader") for e in at.get(kind)] + [
+            b.label for b in at.button]
+
+    def check() -> None:
+        texts = shown()
+        assert any("\\[/\\]" in t for t in texts)  # the [/] title, escaped
+        for t in texts:
+            assert not re.search(r"(?<!\\)\]\(", t), t  # no markdown link or image: every "](" is escaped
+            assert "\u202e" not in t and "\x1b" not in t and len(t) < 5_000
+
+    check()
+    tid = tunelens.Library.open(hostile_library).ok_tracks()["track_id"][1]
+    at.session_state["page"] = "Track"
+    at.run()
+    at.text_input(key="track_ref").input(tid).run()
+    assert not at.exception
+    check()
