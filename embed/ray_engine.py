@@ -6,6 +6,7 @@ Ray is an optional extra: `pip install 'tunelens[ray]'`.
 """
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Callable, Iterable, Iterator
 
@@ -43,7 +44,10 @@ def _connect(address: str | None):
         raise EngineUnavailableError("the Ray engine needs Ray: pip install 'tunelens[ray]'") from None
     if not ray.is_initialized():
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            # the job's actors get this process's thread policy (tunelens.__init__), on this machine or a cluster
+            policy = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS") if k in os.environ}
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     runtime_env={"env_vars": policy} if policy else None)
         except ConnectionError as e:
             raise EngineUnavailableError(f"cannot reach a Ray cluster at {address!r}: {e}") from None
     return ray

@@ -6,12 +6,14 @@ For each model and engine setting: files/s and x-realtime for indexing DEMO_DIR 
 (decoding, quality measures, the commit and the analysis pass that measures tempo, key and loudness included;
 "embed x" leaves the analysis pass out, "measure x" is that pass alone), then p50/p99 latency of 1,000 text
 queries (text encoder + FAISS search + best window). `processes` 0 is one process (decoding threads feeding a
-multi-threaded model); N > 0 is N worker processes each decoding and embedding with a one-thread model.
+multi-threaded model); N > 0 is N worker processes each decoding and embedding with a one-thread model. With
+`--load N` every setting runs again with N busy processes competing for the cores ("load" column).
 """
 from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--processes", default="0,1,2", help="worker processes, comma-separated to compare")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--load", type=int, default=0, help="also run each setting with this many busy processes "
+                    "(started and stopped here) competing for the cores; search latency is timed without them")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="tunelens-bench-"))
     music = args.music
@@ -51,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     queries = [" ".join(rng.choice(WORDS, size=rng.integers(1, 4))) for _ in range(args.queries)]
     print(
-        f"{'model':<16}{'procs':>8}{'files':>7}{'audio h':>9}{'files/s':>9}{'x realtime':>12}{'embed x':>9}"
+        f"{'model':<16}{'load':>5}{'procs':>8}{'files':>7}{'audio h':>9}{'files/s':>9}{'x realtime':>12}{'embed x':>9}"
         f"{'measure x':>11}{'p50 ms':>9}{'p99 ms':>9}"
     )
     for name in args.models.split(","):
@@ -62,21 +66,28 @@ def main(argv: list[str] | None = None) -> int:
         else:
             spec = name
         encoder = load_encoder(spec, EncoderOptions(device=args.device))
-        for procs in (int(w) for w in args.processes.split(",")):
-            lib_dir = tmp / f"lib-{name}-{procs}"
-            t = time.perf_counter()
-            report = index_folder(lib_dir, music, encoder, IndexConfig(workers=args.workers, processes=procs))
-            dt = time.perf_counter() - t
-            lib = Library.open(lib_dir)
-            search_text(lib, encoder, "warm up", k=10)
-            lat = []
-            for q in queries:
+        for load, procs in ((load, int(w)) for load in sorted({0, args.load}) for w in args.processes.split(",")):
+            lib_dir = tmp / f"lib-{name}-{procs}-{load}"
+            hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
+            try:
                 t = time.perf_counter()
-                search_text(lib, encoder, q, k=10)
-                lat.append((time.perf_counter() - t) * 1000)
+                report = index_folder(lib_dir, music, encoder, IndexConfig(workers=args.workers, processes=procs))
+                dt = time.perf_counter() - t
+                lib = Library.open(lib_dir)
+                search_text(lib, encoder, "warm up", k=10)
+                lat = []
+                for q in queries:  # under the same load
+                    t = time.perf_counter()
+                    search_text(lib, encoder, q, k=10)
+                    lat.append((time.perf_counter() - t) * 1000)
+            finally:
+                for h in hogs:
+                    h.kill()
+                    h.wait()
             m = report.measures.seconds if report.measures else 0.0
             print(
-                f"{name:<16}{procs:>8}{report.indexed:>7}{report.audio_seconds / 3600:>9.2f}{report.indexed / dt:>9.2f}"
+                f"{name:<16}{load:>5}{procs:>8}{report.indexed:>7}{report.audio_seconds / 3600:>9.2f}"
+                f"{report.indexed / dt:>9.2f}"
                 f"{report.audio_seconds / dt:>12.1f}{report.audio_seconds / (dt - m):>9.1f}"
                 f"{report.audio_seconds / max(m, 1e-9):>11.1f}"
                 f"{np.percentile(lat, 50):>9.2f}{np.percentile(lat, 99):>9.2f}",
