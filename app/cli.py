@@ -263,7 +263,8 @@ def _write_playlist(pl, to: Path, music_root: Path | None) -> None:
     from tunelens.index.core.atomic import atomic_write
     from tunelens.index.playlists import FORMATS, render
 
-    fmt = to.suffix.lower().lstrip(".").replace("m3u", "m3u8").replace("m3u88", "m3u8")
+    suffix = to.suffix.lower().lstrip(".")
+    fmt = {"m3u": "m3u8"}.get(suffix, suffix)  # .m3u files are written as UTF-8 M3U too
     if fmt not in FORMATS:
         raise ValueError(f"{to}: write playlists as {', '.join('.' + f for f in FORMATS)}")
     to.parent.mkdir(parents=True, exist_ok=True)

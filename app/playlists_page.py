@@ -11,8 +11,8 @@ import tunelens
 from tunelens.app import resources as R
 from tunelens.index.core.display import markdown_literal as md
 from tunelens.index.playlists import FORMATS, PlaylistRules, delete_playlist, render
+from tunelens.index.playlists.export import MEDIA_TYPES
 
-MIME = {"m3u8": "audio/x-mpegurl", "xspf": "application/xspf+xml", "csv": "text/csv", "json": "application/json"}
 KINDS = {"radio": "Radio from a track", "query": "From a description", "path": "Path between two tracks"}
 
 
@@ -98,7 +98,7 @@ def _show(lib, pl, saved: bool) -> None:
             st.error(str(e))
     fmt = c[2].selectbox("Format", FORMATS, key=f"pl_fmt_{saved}", label_visibility="collapsed")
     c[3].download_button("Export", render(pl, fmt), file_name=f"{Path(pl.name.replace(':', '')).name}.{fmt}",
-                         mime=MIME[fmt], key=f"pl_export_{saved}")
+                         mime=MEDIA_TYPES[fmt], key=f"pl_export_{saved}")
     if saved and c[4].button("Delete", key="pl_delete"):
         delete_playlist(lib, pl.name)
         st.rerun()

@@ -8,13 +8,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from tunelens.index.playlists.export import MEDIA_TYPES
 from tunelens.index.playlists.make import PlaylistTrack
 from tunelens.index.playlists.rules import PlaylistRules
 from tunelens.index.search.hybrid import MAX_QUERY_CHARS
 
 MAX_MINUTES = 600.0
-MEDIA = {"m3u8": "audio/x-mpegurl", "xspf": "application/xspf+xml", "csv": "text/csv",
-         "json": "application/json"}
 
 
 class _Common(BaseModel):
@@ -126,18 +125,18 @@ def playlist_router(live, config, run, auth, track_id_pattern) -> APIRouter:
                  "recipe": p.recipe} for p in pls]
 
     @r.get("/{name}", response_model=PlaylistOut, summary="A saved playlist (or, with format, its file)",
-           responses={200: {"content": {m: {} for m in MEDIA.values()}}})
+           responses={200: {"content": {m: {} for m in MEDIA_TYPES.values()}}})
     async def one(name: str, request: Request,
                   format: str | None = Query(None, description="m3u8, xspf, csv or json: the file; m3u8 and xspf "
                                                                "entries are this server's audio URLs")):
         pl = await run(tunelens.load_playlist, live.get(), name_param(name))
         if format is None:
             return pl.to_dict()
-        if format not in MEDIA:
-            raise HTTPException(422, f"format is one of {', '.join(MEDIA)}")
+        if format not in MEDIA_TYPES:
+            raise HTTPException(422, f"format is one of {', '.join(MEDIA_TYPES)}")
         text = render(pl, format) if format in ("csv", "json") else _remote(pl, format, str(request.base_url))
         return Response(text,
-                        media_type=MEDIA[format],
+                        media_type=MEDIA_TYPES[format],
                         headers={"Content-Disposition": f'attachment; filename="playlist.{format}"'})
 
     @r.post("/{name}/refresh", response_model=PlaylistOut, summary="Re-run a saved playlist's recipe")

@@ -9,7 +9,6 @@ parser's tempo bands, minor or major when three in four agree): "choir, classica
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -141,7 +140,7 @@ def group_playlists(library: Library | str | Path, k: int | str = "auto", rules:
             name, i = f"{label} ({i})", i + 1
         used.add(name)
         recipe = {"kind": "cluster", "n": None, "minutes": None, "rules": rules.to_dict(), "label": label,
-                  "index": int(c), "centroids": json.loads(json.dumps(np.round(cents, 6).tolist()))}
+                  "index": int(c), "centroids": np.round(cents, 6).tolist()}
         out.append(cluster_members(lib, recipe, name))
     return out
 

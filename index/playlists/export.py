@@ -13,7 +13,9 @@ from xml.sax.saxutils import escape
 
 from tunelens.index.core.display import clean
 
-FORMATS = ("m3u8", "xspf", "csv", "json")
+MEDIA_TYPES = {"m3u8": "audio/x-mpegurl", "xspf": "application/xspf+xml", "csv": "text/csv",
+               "json": "application/json"}
+FORMATS = tuple(MEDIA_TYPES)
 
 
 def _display(e) -> str:

@@ -312,8 +312,7 @@ def path_between(library: Library | str | Path, start: str, end: str, n: int = 1
     facts = track_facts(lib)
     if n < 3:
         raise ValueError("a path needs at least 3 tracks (the two ends and one step)")
-    vec_ends, end_rows = _seed_rows(lib, facts, [str(start), str(end)], encoder, device)
-    a, b = vec_ends
+    (a, b), _ = _seed_rows(lib, facts, [str(start), str(end)], encoder, device)
     vecs = lib.track_vectors()
     V = np.asarray(vecs, np.float32)
     from_row = facts.row_of.get(_track_id(lib, start))
