@@ -112,3 +112,35 @@ def test_app_shows_tags_as_text(hostile_library, monkeypatch):
     at.text_input(key="track_ref").input(tid).run()
     assert not at.exception
     check()
+
+
+@pytest.mark.parametrize("name", ["catalog.parquet", "tracks.npy", "windows.npy", "windows.parquet",
+                                  "tracks.faiss", "windows.faiss"])
+@pytest.mark.parametrize("damage", ["truncate", "zero", "delete"])
+def test_a_damaged_library_file_gets_a_sentence(hostile_library, tmp_path, name, damage):
+    """Each library file truncated, zeroed or deleted: `info` and `search` name the file and what to do, or (the
+    FAISS indexes, derived from the vectors) search the vectors exactly; never a traceback."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from tunelens.app.cli import app
+
+    lib = tmp_path / "lib"
+    shutil.copytree(hostile_library, lib)
+    f = lib / name
+    if damage == "delete":
+        f.unlink()
+    else:
+        size = f.stat().st_size
+        f.write_bytes(f.read_bytes()[: size // 2] if damage == "truncate" else b"\0" * size)
+    run = CliRunner().invoke
+    for args in (["info", "-l", str(lib)], ["search", "sine tone", "-l", str(lib), "-k", "2"]):
+        r = run(app, args)
+        assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit), r.output
+        if name.endswith(".faiss"):
+            continue
+        assert r.exit_code == 2 and name in r.output and "damaged" in r.output, (args, r.output)
+    if name.endswith(".faiss"):  # derived: search still answers, from the vectors
+        r = run(app, ["search", "sine tone", "-l", str(lib), "-k", "2", "--json"])
+        assert r.exit_code == 0 and len(__import__("json").loads(r.output)["hits"]) == 2

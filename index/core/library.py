@@ -132,12 +132,24 @@ class Library:
             )
 
     # -- reading -------------------------------------------------------------------------------------------
+    def damaged(self, name: str, reason: object) -> LibraryError:
+        """The error for a library file that cannot be read: which file, why, and what to do."""
+        why = str(reason).strip().splitlines()[0][:160] if str(reason).strip() else type(reason).__name__
+        return LibraryError(f"{name} in {self.root} is damaged ({why}), so this library cannot be used. Move the "
+                            "folder aside and run `tunelens index` into a new one (file tags, quality and "
+                            "measurements are read again)")
+
     @property
     def catalog(self) -> pl.DataFrame:
         if self._catalog is None:
             path = self.root / "catalog.parquet"
+            if not path.exists() and (self.root / "tracks.npy").exists():
+                raise self.damaged("catalog.parquet", "missing, while tracks.npy holds vectors")
             if path.exists():
-                cat = pl.read_parquet(path)
+                try:
+                    cat = pl.read_parquet(path)
+                except Exception as e:  # noqa: BLE001 - any reader error means the same: the file is damaged
+                    raise self.damaged("catalog.parquet", e) from None
                 missing = [pl.lit(None, dtype).alias(c) for c, dtype in CATALOG_SCHEMA.items() if c not in cat.columns]
                 self._catalog = cat.with_columns(missing).select(list(CATALOG_SCHEMA)) if missing else cat
             else:
@@ -167,13 +179,28 @@ class Library:
         mapped instead of mapping (and faulting in) the whole file again. A commit replaces the file, so a map
         opened before it keeps reading the state it was opened with until the caches are dropped."""
         if name not in self._vector_maps:
-            self._vector_maps[name] = _load_vectors(self.root / name, self.dim)
+            try:
+                v = _load_vectors(self.root / name, self.dim)
+            except (ValueError, OSError, EOFError) as e:  # truncated, zeroed, not a .npy
+                raise self.damaged(name, e) from None
+            ok = self.ok_tracks()
+            need = (int(ok["vec_row"].max()) + 1 if len(ok) else 0) if name == "tracks.npy" else int(
+                ok["window_count"].sum() or 0)
+            if v.ndim != 2 or v.shape[1] != self.dim or len(v) < need:
+                raise self.damaged(name, f"{v.shape} vectors where the catalog needs ({need}, {self.dim})")
+            self._vector_maps[name] = v
         return self._vector_maps[name]
 
     def windows_table(self) -> pl.DataFrame:
         if self._windows_table is None:
             path = self.root / "windows.parquet"
-            self._windows_table = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=WINDOW_SCHEMA)
+            try:
+                self._windows_table = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=WINDOW_SCHEMA)
+            except Exception as e:  # noqa: BLE001
+                raise self.damaged("windows.parquet", e) from None
+            if len(self._windows_table) < len(self.window_vectors()):
+                self._windows_table = None
+                raise self.damaged("windows.parquet", "fewer rows than windows.npy")
         return self._windows_table
 
     @property
@@ -197,7 +224,10 @@ class Library:
                 return VectorIndex.build(np.asarray(vectors))
             return VectorIndex.build(np.zeros((0, self.dim), np.float32))
         info = self.manifest.index.get(name)
-        return VectorIndex.load(path, info if isinstance(info, dict) else {}, vectors)
+        try:
+            return VectorIndex.load(path, info if isinstance(info, dict) else {}, vectors)
+        except Exception:  # noqa: BLE001 - derived from the vectors: search them exactly instead
+            return VectorIndex.build(np.asarray(vectors))
 
     def index_choice(self) -> IndexChoice:
         """The index the library was asked to keep (stored in the manifest; `tunelens index --index` changes it)."""
@@ -213,6 +243,7 @@ class Library:
         from tunelens.embed.descriptors import DESCRIPTORS_VERSION
         from tunelens.index.core.captions import MeasureStore
 
+        self.track_vectors(), self.window_vectors(), self.windows_table()  # a damaged file is reported, not hidden
         ok = self.catalog.filter(pl.col("status") == "ok")
         failed = self.failed()
         m = MeasureStore(self.root).read_all().join(ok.select("track_id", "content_hash"),
