@@ -17,6 +17,7 @@ from tunelens.app.uploads import similar_to_clip
 from tunelens.caption.describe import clock as m_ss
 from tunelens.index.core.display import code_literal as code
 from tunelens.index.core.display import markdown_literal as md
+from tunelens.index.core.library import LibraryError
 from tunelens.index.core.tracks import TrackFilter, tag_probs
 from tunelens.index.curation.dupes import load_duplicates
 from tunelens.index.curation.quality import QUALITY_FLAGS
@@ -462,8 +463,12 @@ def main() -> None:
         st.markdown("## tunelens")
         st.radio("Page", PAGES, key="page", label_visibility="collapsed")
         st.divider()
-    {"Search": search_page, "Track": track_page, "Playlists": playlists_page,
-     "Library": library_page}[st.session_state["page"]](lib, root)
+    page = {"Search": search_page, "Track": track_page, "Playlists": playlists_page,
+            "Library": library_page}[st.session_state["page"]]
+    try:
+        page(lib, root)
+    except LibraryError as e:  # a damaged library file: the sentence that names it, not a traceback
+        st.error(md(str(e), 1000))
 
 
 main()

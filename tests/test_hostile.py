@@ -117,7 +117,9 @@ def test_app_shows_tags_as_text(hostile_library, monkeypatch):
 @pytest.mark.parametrize("name", ["catalog.parquet", "tracks.npy", "windows.npy", "windows.parquet",
                                   "tracks.faiss", "windows.faiss"])
 @pytest.mark.parametrize("damage", ["truncate", "zero", "delete"])
-def test_a_damaged_library_file_gets_a_sentence(hostile_library, tmp_path, name, damage):
+def test_a_damaged_library_file_gets_a_sentence(hostile_library, tmp_path, monkeypatch, name, damage):
+    from pathlib import Path
+
     """Each library file truncated, zeroed or deleted: `info` and `search` name the file and what to do, or (the
     FAISS indexes, derived from the vectors) search the vectors exactly; never a traceback."""
     import shutil
@@ -141,6 +143,16 @@ def test_a_damaged_library_file_gets_a_sentence(hostile_library, tmp_path, name,
         if name.endswith(".faiss"):
             continue
         assert r.exit_code == 2 and name in r.output and "damaged" in r.output, (args, r.output)
+    if name in ("tracks.npy", "windows.parquet") and damage == "zero":  # the app says the same on its search page
+        from streamlit.testing.v1 import AppTest
+
+        monkeypatch.setenv("TUNELENS_LIBRARY", str(lib))
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"),
+                               default_timeout=180)
+        at.run()
+        at.text_input(key="q").input("sine tone").run()
+        shown = [e.value.replace("\\", "") for e in at.error]  # shown as Markdown-escaped text
+        assert not at.exception and any(name in e and "damaged" in e for e in shown), shown
     if name.endswith(".faiss"):  # derived: search still answers, from the vectors
         r = run(app, ["search", "sine tone", "-l", str(lib), "-k", "2", "--json"])
         assert r.exit_code == 0 and len(__import__("json").loads(r.output)["hits"]) == 2
