@@ -11,6 +11,7 @@ import streamlit as st
 
 from tunelens.embed.audio import AUDIO_MIME
 from tunelens.index import Library
+from tunelens.index.core.atomic import file_stamp
 from tunelens.index.core.tracks import tag_probs, track_table
 from tunelens.index.search import find_track
 
@@ -24,9 +25,8 @@ def library_path() -> Path | None:
 
 def _state_stamp(root: Path) -> tuple:
     """Changes whenever an index or caption run commits, so cached views are rebuilt."""
-    files = [root / "manifest.json", root / "catalog.parquet", root / "captions.parquet"]
     batches = sorted((root / "captions").glob("batch-*.parquet")) if (root / "captions").exists() else []
-    return tuple(f.stat().st_mtime_ns if f.exists() else 0 for f in files) + (len(batches),)
+    return file_stamp(root, ("manifest.json", "catalog.parquet", "captions.parquet")) + (len(batches),)
 
 
 @st.cache_resource(show_spinner="Opening the library…")

@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException
 from tunelens.app.schemas import AnswerOut, DuplicatesOut, LibraryOut, ProblemOut, SearchOut, TrackOut
 from tunelens.app.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_SECONDS, UploadError, similar_to_clip
 from tunelens.embed.audio import AUDIO_MIME
+from tunelens.index.core.atomic import file_stamp
 from tunelens.index.core.library import Library, LibraryError
 from tunelens.index.search.hybrid import MAX_QUERY_CHARS
 
@@ -100,17 +101,9 @@ class LiveLibrary:
         self._lib: Library | None = None
         self._stamp: tuple | None = None
         self._encoder = None
-        self._stamp_paths = [str(self.root / name) for name in self.STAMP_FILES]
 
     def _stamp_now(self) -> tuple:
-        out = []
-        for path in self._stamp_paths:  # plain os.stat on strings: this runs on every request
-            try:
-                s = os.stat(path)
-                out.append((s.st_mtime_ns, s.st_ino, s.st_size))
-            except FileNotFoundError:
-                out.append(None)
-        return tuple(out)
+        return file_stamp(self.root, self.STAMP_FILES)
 
     def get(self) -> Library:
         stamp = self._stamp_now()
@@ -330,8 +323,8 @@ def _track_record(lib: Library, row: dict) -> dict:
     from tunelens.index.curation.dupes import load_duplicates
     from tunelens.index.search.hybrid import facet_table
 
-    full = facet_table(lib).table  # built once per library state, not per request
-    rec = full.filter(full["track_id"] == row["track_id"]).row(0, named=True)
+    # the facet table (built once per library state) is in the order of ok_tracks, which track_row indexes
+    rec = facet_table(lib).table.row(lib.track_row(row["track_id"]), named=True)
     out = {k: v for k, v in rec.items() if k not in ("path", "file_tags", "tags", "vec_row", "window_offset")}
     out["file_tags"] = json.loads(rec["file_tags"]) if rec.get("file_tags") else {}
     out["tags"] = tag_probs(rec.get("tags"))

@@ -26,3 +26,17 @@ def atomic_write(path: Path, writer: Callable[[Path], None]) -> None:
 
 def atomic_write_json(path: Path, obj: object) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=1, sort_keys=True)))
+
+
+def file_stamp(root: str | Path, names: tuple[str, ...] | list[str]) -> tuple:
+    """(mtime, inode, size) of each of `names` in `root`, None for a missing one: changes whenever an atomic write
+    replaces one of them, so caches keyed by it are rebuilt. Plain `os.stat` on strings: callers run it per
+    request."""
+    out = []
+    for name in names:
+        try:
+            s = os.stat(os.path.join(root, name))
+            out.append((s.st_mtime_ns, s.st_ino, s.st_size))
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from tunelens.embed.descriptors import PITCH_CLASSES
+from tunelens.index.core.atomic import file_stamp
 from tunelens.index.core.library import Library
 
 KEY_MIN_CONFIDENCE = 0.5  # a key read less surely than this is not judged by key continuity
@@ -165,9 +166,7 @@ def track_facts(lib: Library) -> TrackFacts:
     """The library's track facts, built once per state of its catalog, measurements and duplicates."""
     from tunelens.index.search.hybrid import facet_table
 
-    ft = facet_table(lib)
-    dupes_file = lib.root / "duplicates.parquet"
-    stamp = (id(ft), dupes_file.stat().st_mtime_ns if dupes_file.exists() else 0, lib.manifest.updated)
+    stamp = (id(facet_table(lib)), file_stamp(lib.root, ("duplicates.parquet",)), lib.manifest.updated)
     cached = getattr(lib, "_track_facts", None)
     if cached is None or cached[0] != stamp:
         cached = (stamp, TrackFacts.build(lib))

@@ -14,7 +14,6 @@ we report.
 from __future__ import annotations
 
 import math
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -24,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from tunelens.embed.base import AudioTextEncoder, PipelineSpec
+from tunelens.index.core.atomic import file_stamp
 from tunelens.index.core.library import Library
 from tunelens.index.core.tracks import tag_probs, track_table, voice_probability
 from tunelens.index.search.query import (
@@ -102,17 +102,9 @@ def _rank(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _mtime(path: str) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except FileNotFoundError:
-        return 0
-
-
 def facet_table(lib: Library) -> FacetTable:
     """The library's facet table, built once per state of its catalog, measurements and captions."""
-    stamp = tuple(_mtime(os.path.join(lib.root, n)) for n in ("catalog.parquet", "measures.parquet",
-                                                               "captions.parquet"))
+    stamp = file_stamp(lib.root, ("catalog.parquet", "measures.parquet", "captions.parquet"))
     cached = getattr(lib, "_facet_table", None)
     if cached is None or cached[0] != stamp:
         cached = (stamp, FacetTable.build(lib))
