@@ -44,6 +44,7 @@ _API = {
     "LibraryError": "tunelens.index.core.library",
     "index_folder": "tunelens.index.core.indexer",
     "IndexConfig": "tunelens.index.core.indexer",
+    "repair_library": "tunelens.index.core.repair",
     "search": "tunelens.index.search.nearest",
     "similar": "tunelens.index.search.nearest",
     "Hit": "tunelens.index.search.nearest",
@@ -82,6 +83,7 @@ if TYPE_CHECKING:
     from tunelens.index.core.indexer import index_folder as index_folder
     from tunelens.index.core.library import Library as Library
     from tunelens.index.core.library import LibraryError as LibraryError
+    from tunelens.index.core.repair import repair_library as repair_library
     from tunelens.index.curation.dupes import duplicates as duplicates
     from tunelens.index.curation.export import ExportConfig as ExportConfig
     from tunelens.index.curation.export import export_dataset as export_dataset

@@ -45,6 +45,16 @@ def _friendly_errors() -> Iterator[None]:
             ValueError, ImportError) as e:
         err.print(Text("error: ", style="bold red") + _t(e, 2000))  # a message may quote a file name or tag
         raise typer.Exit(2) from None
+    except OSError as e:
+        from tunelens.index.core.atomic import FULL, DiskFullError
+
+        if e.errno not in FULL:
+            raise
+        why = str(e) if isinstance(e, DiskFullError) else (
+            f"the disk is full ({e.strerror}{': ' + str(e.filename) if e.filename else ''}). Nothing finished was "
+            "lost; free some space and run the same command again to resume")
+        err.print(Text("error: ", style="bold red") + _t(why, 2000))
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err.print("[yellow]interrupted; finished batches are kept, run the same command again to resume[/]")
         raise typer.Exit(130) from None
@@ -468,6 +478,43 @@ def info(library: Path = LibraryOpt, as_json: bool = JsonOpt) -> None:
     ])
     for e in summary["errors"]:
         console.print(_t(f"  failed {e['path']}: {e['error']}", 2000), soft_wrap=True)
+    for d in summary["damaged"]:
+        err.print(Text("damaged: ", style="bold red") + _t(d["problem"], 2000), soft_wrap=True)
+    if summary["damaged"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def repair(
+    library: Path = LibraryOpt,
+    model: str | None = typer.Option(None, "--model", "-m", help="The model that made the library; needed only when "
+                                     "manifest.json is lost (default: the default model). One kept track is embedded "
+                                     "again to check it."),
+    music: Path | None = typer.Option(None, "--music", help="The music folder; needed only when catalog.parquet is "
+                                      "lost (it is indexed again)."),
+    processes: int | None = typer.Option(None, help="Worker processes for tracks embedded again (default: one per "
+                                         "core)."),
+) -> None:
+    """Repair a library whose files are damaged (truncated, zeroed, deleted): rebuild the FAISS indexes from the
+    vectors and the windows table from the catalog, keep every readable vector and embed again only the tracks
+    whose vectors are lost, keeping captions, tags and quality columns. Damaged caption or measurement batches are
+    set aside (`.damaged`) for `tunelens caption` / `tunelens index` to redo; damaged caches are removed. One
+    journaled commit: a killed repair can be run again."""
+    from tunelens.index.core.repair import repair_library
+
+    with _friendly_errors(), _bars() as progress:
+        report = repair_library(library, model, music, processes,
+                                progress=lambda d, t: progress("embedding lost tracks again", d, t))
+    if report.healthy:
+        console.print(_t(f"{library}: every file reads; nothing to repair."))
+        return
+    for name, why in report.damaged:
+        console.print(_t(f"damaged {name}: {why}", 400), soft_wrap=True)
+    for action in report.actions:
+        console.print(_t(f"  {action}", 2000), soft_wrap=True)
+    for rel, why in report.dropped:
+        console.print(_t(f"  dropped {rel}: {why}", 2000), soft_wrap=True)
+    console.print(_t(f"repaired {library} in {report.seconds:.1f} s"))
 
 
 @app.command()
@@ -503,18 +550,22 @@ def dupes(
     library: Path = LibraryOpt,
     as_json: bool = typer.Option(False, "--json", help="Print clusters as JSON."),
     min_cosine: float = typer.Option(0.8, help="Candidate pairs: track vectors at least this similar."),
-    max_duration_gap: float = typer.Option(2.5, help="Candidate pairs: durations at most this many seconds apart."),
+    max_trim: float = typer.Option(30.0, help="Edits: a copy may lack up to this many seconds (or 20%) at the start "
+                                   "or end."),
     min_harmony: float = typer.Option(0.93, help="Confirmation: chroma fingerprint agreement."),
     min_spectral: float = typer.Option(0.8, help="Confirmation: log-mel fingerprint agreement."),
     refresh: bool = typer.Option(False, "--refresh", help="Search again even when saved clusters are current."),
 ) -> None:
-    """Find the same recording stored more than once (exact, re-encoded, gain-changed, trimmed, resampled,
-    down-mixed), in clusters with a suggested keeper: lossless over lossy, higher bitrate, longer. Clusters are
-    saved and reused until the library changes (or other thresholds are given)."""
+    """Find the same recording stored more than once (exact, re-encoded, gain-changed, resampled, down-mixed,
+    faded, or an edit with up to 30 s cut at the start or end), in clusters with a suggested keeper: lossless over
+    lossy, the complete version over an edit, higher bitrate. Each copy says how it differs from the keeper
+    ("edit: 12 s shorter at the start"). Clusters are saved and reused until the library changes (or other
+    thresholds are given)."""
+    from tunelens.embed.fingerprint import EditRules
     from tunelens.index.curation.dupes import DupesConfig, cluster_records
 
-    config = DupesConfig(min_cosine=min_cosine, max_duration_gap=max_duration_gap, min_harmony=min_harmony,
-                         min_spectral=min_spectral)
+    config = DupesConfig(min_cosine=min_cosine, min_harmony=min_harmony, min_spectral=min_spectral,
+                         edits=EditRules(max_trim_s=max_trim))
     with _friendly_errors(), _bars() as progress:
         result = tunelens.duplicates(library, None if config == DupesConfig() and not refresh else config,
                                      progress=lambda d, t: progress("fingerprinting candidates", d, t))
@@ -530,7 +581,8 @@ def dupes(
         console.print(f"cluster {g['cluster']}:", markup=False)
         for t in g["tracks"]:
             mark = "keep" if t["keeper"] else "    "
-            console.print(_t(f"  {mark} {t['rel_path']}  ({t['matched_by']}, match {t['match']:.3f}, "
+            how = "" if t["keeper"] else f"{t['relation']}; "
+            console.print(_t(f"  {mark} {t['rel_path']}  ({how}{t['matched_by']}, match {t['match']:.3f}, "
                              f"{t['bitrate_kbps']:.0f} kbps)", 2000), soft_wrap=True)
     for rel, why in result.unreadable:
         err.print(_t(f"could not fingerprint {rel}: {why}", 2000), soft_wrap=True)

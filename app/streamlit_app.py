@@ -435,8 +435,8 @@ def library_page(lib, root: Path) -> None:
         st.caption(f"{n} recordings stored more than once; {int((~clusters['keeper']).sum())} spare copies.")
         for _, part in islice(clusters.group_by("cluster", maintain_order=True), 100):
             lines = [
-                f"- {'**keep**' if r['keeper'] else 'spare'} `{r['rel_path']}` "
-                f"({r['matched_by']}, {r['bitrate_kbps']:.0f} kbps)"
+                f"- {'**keep**' if r['keeper'] else 'spare'} {code(r['rel_path'])} "
+                f"({'' if r['keeper'] else r['relation'] + '; '}{r['matched_by']}, {r['bitrate_kbps']:.0f} kbps)"
                 for r in part.iter_rows(named=True)
             ]
             st.markdown("\n".join(lines))

@@ -1,8 +1,13 @@
 """Decoding any audio file to mono float32 at a target rate: soundfile first, PyAV for what libsndfile lacks."""
 from __future__ import annotations
 
+import json
 import os
 import stat
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +75,10 @@ def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
         stream = container.streams.audio[0]
         sr = stream.codec_context.sample_rate or stream.rate
         chunks = []
+        deadline = time.monotonic() + DECODE_LIMIT_S
         for frame in container.decode(stream):
+            if time.monotonic() > deadline:  # a damaged stream that decodes forever
+                raise AudioError(f"decoding took longer than {DECODE_LIMIT_S:g} s")
             arr = frame.to_ndarray()
             if arr.dtype.kind == "i":
                 arr = arr.astype(np.float32) / np.iinfo(arr.dtype).max
@@ -82,6 +90,66 @@ def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
     if not chunks:
         raise AudioError("no audio frames decoded")
     return np.concatenate(chunks), int(sr)
+
+
+# one file's decode; a worker past it is stopped and the file recorded (see `watched`); the environment may lower
+# it (tests, or a folder known to hold damaged streams)
+DECODE_LIMIT_S = float(os.environ.get("TUNELENS_DECODE_LIMIT_S", "60"))
+
+
+class _Watch:
+    """Deadlines of the decodes running in this process. Armed only in worker processes (`arm_watch`): past a
+    deadline the whole worker exits, because a decoder stuck inside C cannot be interrupted any other way; the
+    parent then records that file alone (embed.parallel)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: dict[int, tuple[float, str]] = {}  # thread id → (deadline, path)
+        self.report_dir: Path | None = None
+
+    def arm(self, report_dir: Path) -> None:
+        self.report_dir = report_dir
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(min(0.5, DECODE_LIMIT_S / 4))
+            now = time.monotonic()
+            with self.lock:
+                late = [p for deadline, p in self.running.values() if now > deadline]
+            if late and self.report_dir is not None:
+                (self.report_dir / f"{os.getpid()}.json").write_text(json.dumps({"path": late[0]}))
+                os._exit(DECODE_TIMEOUT_EXIT)
+
+
+DECODE_TIMEOUT_EXIT = 75
+_watch = _Watch()
+
+
+def arm_watch(report_dir: Path) -> None:
+    """Stop this process when a decode runs past DECODE_LIMIT_S, leaving `report_dir/PID.json` naming the file."""
+    _watch.arm(report_dir)
+
+
+def timed_out_files(report_dir: Path) -> set[str]:
+    """The files whose decode stopped a worker (read back by the parent)."""
+    return {json.loads(p.read_text())["path"] for p in report_dir.glob("*.json")}
+
+
+@contextmanager
+def watched(path: str | Path, limit_s: float = DECODE_LIMIT_S) -> Iterator[None]:
+    """Run a decode of `path` under this process's watch (a no-op where no watch is armed)."""
+    if _watch.report_dir is None:
+        yield
+        return
+    key = threading.get_ident()
+    with _watch.lock:
+        _watch.running[key] = (time.monotonic() + limit_s, str(path))
+    try:
+        yield
+    finally:
+        with _watch.lock:
+            _watch.running.pop(key, None)
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:

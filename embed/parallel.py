@@ -9,12 +9,17 @@ batches and one model thread everywhere), so any number of processes, or Ray act
 running the same `ChunkEmbedder`, give bit-identical vectors.
 
 A worker that dies (a decoder crashing on a corrupt file) costs only its chunk: those files are retried one
-by one in a fresh pool, and a file that kills a worker on its own is recorded as failed.
+by one in a fresh pool, and a file that kills a worker on its own is recorded as failed. A decode running past
+`embed.audio.DECODE_LIMIT_S` stops its worker the same way (a decoder stuck in C cannot be interrupted), and the
+file is recorded with that reason. Workers send the C decoders' stderr chatter (libmpg123's "bad frame" notes)
+to /dev/null: every file's fate comes back as a result.
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
+import tempfile
 import threading
 import time
 from collections import deque
@@ -40,6 +45,7 @@ class WorkerSpec:
     batch_windows: int = 16
     measure_quality: bool = False
     threads: int = 1  # torch threads per worker; 1 keeps vectors identical across engines and worker counts
+    watch_dir: str | None = None  # where a worker stopped by the decode time limit names the file (set by the pool)
 
 
 class ChunkEmbedder:
@@ -66,6 +72,16 @@ def _init_worker(spec: WorkerSpec) -> None:
     global _embedder
     parent = os.getppid()
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    if spec.watch_dir:
+        import av  # noqa: F401 - the decoders load now, not inside the first file's time limit
+        import soundfile  # noqa: F401
+
+        from tunelens.embed.audio import arm_watch
+
+        arm_watch(Path(spec.watch_dir))
     _embedder = ChunkEmbedder(spec)
 
 
@@ -110,7 +126,10 @@ def embed_processes(items: Iterable[T], spec: WorkerSpec, processes: int = 2, ch
     runs, later chunks keep being submitted and their results wait, up to `max_waiting` finished chunks.
     `path_of` and `prepare_extra` are sent to the workers, so they must be module-level functions.
     """
-    pool = _Pool(spec, processes)
+    from tunelens.embed.audio import DECODE_LIMIT_S, timed_out_files
+
+    watch_dir = tempfile.TemporaryDirectory(prefix="tunelens-watch-")
+    pool = _Pool(dataclasses.replace(spec, watch_dir=watch_dir.name), processes)
     in_flight: deque[tuple[list, Future]] = deque()
     it = iter(items)
     max_waiting = max_waiting or 8 * pool.processes
@@ -144,8 +163,11 @@ def embed_processes(items: Iterable[T], spec: WorkerSpec, processes: int = 2, ch
                         yield from pool.executor.submit(_run_chunk, [item], path_of, prepare_extra).result()
                     except BrokenProcessPool:
                         pool.renew()
+                        late = str(path_of(item)) in timed_out_files(Path(watch_dir.name))
                         yield EmbeddedFile(
-                            item, None, None, "the decoder crashed on this file (a worker process died reading it)"
+                            item, None, None,
+                            f"decoding took longer than {DECODE_LIMIT_S:g} s (the per-file limit)" if late
+                            else "the decoder crashed on this file (a worker process died reading it)",
                         )
                 for c, f in waiting:  # chunks that finished before the pool broke keep their results
                     if f.done() and not f.cancelled() and f.exception() is None:
@@ -157,3 +179,4 @@ def embed_processes(items: Iterable[T], spec: WorkerSpec, processes: int = 2, ch
             fill()
     finally:
         pool.executor.shutdown(wait=True, cancel_futures=True)
+        watch_dir.cleanup()

@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from tunelens.embed.audio import AudioError, DecodedAudio, check_file, decoded, error_reason, read_audio
+from tunelens.embed.audio import AudioError, DecodedAudio, check_file, decoded, error_reason, read_audio, watched
 from tunelens.embed.base import AudioTextEncoder, l2_normalize
 from tunelens.embed.quality import AudioQuality, measure
 from tunelens.embed.windows import make_windows, pool_track
@@ -83,7 +83,8 @@ def embed_stream(
             check_file(path_of(item))
             if prepare_extra is not None:
                 out.extra = prepare_extra(item)
-            data, sr = read_audio(path_of(item))
+            with watched(path_of(item)):
+                data, sr = read_audio(path_of(item))
             if measure_quality:
                 out.quality = measure(data, sr)
             out.audio = decoded(data, sr, encoder.sample_rate)

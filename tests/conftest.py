@@ -23,6 +23,15 @@ def load_script(name: str):
     return module
 
 
+def damage_file(path: Path, how: str) -> None:
+    """Damage a library file as a failing disk or a careless hand does: "delete", "truncate" (half) or "zero"."""
+    if how == "delete":
+        path.unlink()
+    else:
+        size = path.stat().st_size
+        path.write_bytes(path.read_bytes()[: size // 2] if how == "truncate" else b"\0" * size)
+
+
 def tone(seconds: float, freq: float, sr: int = 22050, channels: int = 1) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     y = 0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.2 * np.sin(2 * np.pi * 2 * t))

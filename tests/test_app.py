@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -156,53 +153,30 @@ def test_library_page(app, demo_library):
     assert any("No recording is stored twice" in s.value for s in app.success)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_search_page_in_headless_chromium(demo_library):
-    from browser import Browser, chromium_binary
+    from browser import Browser, chromium_binary, running_app
 
     binary = chromium_binary()
     if binary is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is missing: `make test` installs Debian's chromium")
         pytest.skip("Debian chromium is not installed (make chromium)")
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tunelens.app.cli", "app", "--library", str(demo_library), "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.3)
-        with Browser(binary) as b:
-            ready = False
-            for _ in range(3):  # a freshly started app can paint blank first: load again until it has content
-                b.goto(f"http://127.0.0.1:{port}/?q=choir+singing")
-                if b.wait_for("document.querySelectorAll('audio').length > 0", timeout=90):
-                    ready = True
-                    break
-            time.sleep(2)  # let the sidebar finish its entrance before the picture
-            ARTIFACTS.mkdir(exist_ok=True)
-            shot = b.screenshot(ARTIFACTS / "search_page.png")
-            assert ready, "no result with an audio player appeared"
-            text = b.js("document.body.innerText")
-            assert "Search your music" in text and "choir" in text and "Best match at" in text
-            assert b.js("document.querySelectorAll('audio').length") >= 5
-            assert shot.stat().st_size > 20000
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with running_app(demo_library) as port, Browser(binary) as b:
+        ready = False
+        for _ in range(3):  # a freshly started app can paint blank first: load again until it has content
+            b.goto(f"http://127.0.0.1:{port}/?q=choir+singing")
+            if b.wait_for("document.querySelectorAll('audio').length > 0", timeout=90):
+                ready = True
+                break
+        time.sleep(2)  # let the sidebar finish its entrance before the picture
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = b.screenshot(ARTIFACTS / "search_page.png")
+        assert ready, "no result with an audio player appeared"
+        text = b.js("document.body.innerText")
+        assert "Search your music" in text and "choir" in text and "Best match at" in text
+        assert b.js("document.querySelectorAll('audio').length") >= 5
+        assert shot.stat().st_size > 20000
 
 
 def test_search_by_sound(app, demo_library, tmp_path):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
+import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tone
+from conftest import damage_file, tone
 
 import tunelens
 from tunelens.index.core.display import clean, code_literal, markdown_literal
@@ -17,6 +18,7 @@ HOSTILE = [
     {"title": "![px](http://127.0.0.1:9/pixel.png)", "artist": "<script>alert(1)</script>"},
     {"title": "\x1b[31mred\x1b[0m", "artist": "evil\u202eexe.txt"},
     {"title": "A" * 10_000, "artist": "[x](javascript:alert(1))"},
+    {"title": '<img src=x onerror="window.__pwned=1">', "artist": "[x](javascript:window.__pwned=2)"},
 ]
 
 
@@ -30,13 +32,17 @@ def hostile_library(tmp_path_factory):
     music = base / "music"
     music.mkdir()
     for i, tags in enumerate(HOSTILE):
-        path = music / (["[bold]loud", "evil\u202ecalf", "`tick`", "plain"][i] + ".flac")
+        path = music / (["[bold]loud", "evil\u202ecalf", "`tick`", "plain", "<i>it<i> &amp;"][i] + ".flac")
         sf.write(path, tone(6, 220 * (i + 1)), 22050)
         f = mutagen.File(str(path), easy=True)
         for k, v in tags.items():
             f[k] = v
         f.save()
     (music / "[red]broken.wav").write_bytes(b"RIFF\x00\x00not audio")
+    import os
+    import shutil
+
+    shutil.copy(music / "plain.flac", os.path.join(os.fsencode(music), b"latin1 caf\xe9.flac"))  # not UTF-8
     tunelens.index_folder(base / "lib", music, load_encoder("musicnn"), tunelens.IndexConfig(processes=0))
     return base / "lib"
 
@@ -44,7 +50,8 @@ def hostile_library(tmp_path_factory):
 def test_display_helpers():
     assert clean("a\x1b[31mb\u202ec\x00", None) == "a\ufffd[31mb\ufffdc\ufffd"
     assert clean("x" * 50, 10) == "x" * 9 + "…" and clean("a\nb", one_line=True) == "a b"
-    assert markdown_literal("![p](http://h/x.png)") == r"\!\[p\]\(http\://h/x\.png\)"
+    assert markdown_literal("![p](http://h/x.png)") == "\\!\\[p\\]\\(http\\:\u2060//h/x\\.png\\)"
+    assert markdown_literal("a@b.com www.x.org") == "a\u2060@b\\.com www\u2060\\.x\\.org"
     assert code_literal("a`b") == "``a`b``" and code_literal("plain") == "`plain`"
 
 
@@ -63,6 +70,7 @@ def test_cli_shows_tags_as_text(hostile_library):
     assert r.exit_code == 0 and len(r.output) < 20_000  # a huge query is not echoed whole
     r = run(app, ["info", "-l", str(hostile_library)])
     assert r.exit_code == 0 and "[red]broken.wav" in r.output
+    assert "latin1 caf\\xe9.flac: the file name is not valid UTF-8" in r.output  # recorded, the run went on
     r = run(app, ["similar", "[/]nothing", "-l", str(hostile_library)])
     assert r.exit_code == 2 and "[/]nothing" in r.output and "Traceback" not in r.output
 
@@ -114,6 +122,40 @@ def test_app_shows_tags_as_text(hostile_library, monkeypatch):
     check()
 
 
+@pytest.mark.slow
+def test_no_tag_becomes_script_link_or_image_in_chromium(hostile_library):
+    """The app in headless Chromium: every hostile tag shows as text; no script ran, and no link or image was made
+    from a tag (the only images and links are the app's own)."""
+    import time
+
+    from browser import Browser, chromium_binary, running_app
+
+    binary = chromium_binary()
+    if binary is None:
+        pytest.skip("Debian chromium is not installed (make chromium)")
+    with running_app(hostile_library) as port:
+        with Browser(binary) as b:
+            ready = False
+            for _ in range(3):
+                b.goto(f"http://127.0.0.1:{port}/?q=sine+tone")
+                if b.wait_for("document.querySelectorAll('audio').length >= 4", timeout=90):
+                    ready = True
+                    break
+            assert ready, "no results appeared"
+            time.sleep(2)
+            text = b.js("document.body.innerText")
+            assert "<script>alert(1)</script>" in text and '<img src=x onerror="window.__pwned=1">' in text
+            assert "[x](javascript:alert(1))" in text and "\u202e" not in text
+            assert b.js("window.__pwned === undefined")
+            made = b.js("""[...document.querySelectorAll('a[href], img[src], script, iframe, object, embed, [onerror]')]
+                .map(e => e.tagName + ' '
+                     + (e.getAttribute('href') || e.getAttribute('src') || e.outerHTML.slice(0, 80)))
+                .filter(d => /javascript:|pixel\\.png|127\\.0\\.0\\.1:9|onerror|__pwned|alert/.test(d))""")
+            assert made == [], made
+            requests = b.js("performance.getEntriesByType('resource').map(r => r.name).filter(n => n.includes(':9/'))")
+            assert requests == [], requests  # the browser never asked the host named in a tag for anything
+
+
 @pytest.mark.parametrize("name", ["catalog.parquet", "tracks.npy", "windows.npy", "windows.parquet",
                                   "tracks.faiss", "windows.faiss"])
 @pytest.mark.parametrize("damage", ["truncate", "zero", "delete"])
@@ -130,12 +172,7 @@ def test_a_damaged_library_file_gets_a_sentence(hostile_library, tmp_path, monke
 
     lib = tmp_path / "lib"
     shutil.copytree(hostile_library, lib)
-    f = lib / name
-    if damage == "delete":
-        f.unlink()
-    else:
-        size = f.stat().st_size
-        f.write_bytes(f.read_bytes()[: size // 2] if damage == "truncate" else b"\0" * size)
+    damage_file(lib / name, damage)
     run = CliRunner().invoke
     for args in (["info", "-l", str(lib)], ["search", "sine tone", "-l", str(lib), "-k", "2"]):
         r = run(app, args)
@@ -156,3 +193,72 @@ def test_a_damaged_library_file_gets_a_sentence(hostile_library, tmp_path, monke
     if name.endswith(".faiss"):  # derived: search still answers, from the vectors
         r = run(app, ["search", "sine tone", "-l", str(lib), "-k", "2", "--json"])
         assert r.exit_code == 0 and len(__import__("json").loads(r.output)["hits"]) == 2
+
+
+def test_a_search_of_a_library_being_built_says_why_it_is_empty(tmp_path):
+    """While the very first `index` runs there is a manifest and staged batches but no track yet: a search says so."""
+    from typer.testing import CliRunner
+
+    from tunelens.app.cli import app
+    from tunelens.embed.base import PipelineSpec
+    from tunelens.index.core.library import StagedBatch
+
+    lib = tunelens.Library.create_or_open(tmp_path / "lib", PipelineSpec.for_encoder(tunelens.load_encoder("musicnn")))
+    r = CliRunner().invoke(app, ["search", "slow piano in D minor", "-l", str(lib.root)])
+    assert r.exit_code == 0 and "holds no tracks yet" in r.output and "tunelens index" in r.output, r.output
+    lib.stage(StagedBatch([], np.zeros((0, lib.dim), np.float32), np.zeros((0, lib.dim), np.float32),
+                          np.zeros(0, np.int64), np.zeros(0), np.zeros(0)))
+    r = CliRunner().invoke(app, ["search", "piano", "-l", str(lib.root), "--moments"])
+    assert r.exit_code == 0 and "1 batch staged by an index run" in r.output, r.output
+
+
+def test_writers_exclude_each_other_and_readers_see_whole_commits(hostile_library, tmp_path):
+    """A second writer (index, caption, repair) while one holds the library stops with a clear sentence; readers
+    opening the library during a run of commits always see one whole state (as many vectors as catalogued tracks)."""
+    import shutil
+    import threading
+
+    from typer.testing import CliRunner
+
+    from tunelens.app.cli import app
+
+    lib = tmp_path / "lib"
+    shutil.copytree(hostile_library, lib)
+    music = tmp_path / "more"
+    music.mkdir()
+    run = CliRunner().invoke
+    with tunelens.Library.open(lib).lock():  # as a running `tunelens index` holds it
+        for args in (["index", str(music), "-l", str(lib)], ["caption", "-l", str(lib)], ["repair", "-l", str(lib)]):
+            r = run(app, args)
+            assert r.exit_code == 2 and "another tunelens process is writing" in r.output, (args, r.output)
+    for i in range(6):
+        sf.write(music / f"t{i}.flac", tone(4, 300 + 40 * i), 22050)
+    seen, errors, stop = [], [], threading.Event()
+    encoder = tunelens.load_encoder("musicnn")
+    tunelens.search(lib, "a tone", k=3, encoder=encoder)  # the text model loaded before the run starts
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                opened = tunelens.Library.open(lib)
+                ok = opened.ok_tracks()
+                assert len(opened.track_vectors()) == len(ok) and len(opened.windows_table()) == int(
+                    ok["window_count"].sum())
+                hits = tunelens.search(opened, "a tone", k=3, encoder=encoder)
+                seen.append((len(ok), len(hits)))
+            except Exception as e:  # noqa: BLE001 - any failure of a reader is the finding
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        tunelens.index_folder(lib, music, encoder, tunelens.IndexConfig(processes=0, batch_files=1, commit_every=1,
+                                                                       measure=False))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
+    counts = {n for n, _ in seen}
+    assert len(counts) >= 2 and counts <= set(range(5, 12)), counts  # several commits seen, each whole

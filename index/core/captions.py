@@ -33,9 +33,22 @@ class BatchStore:
     def _batches(self) -> list[Path]:
         return sorted(self.batch_dir.glob("batch-*.parquet")) if self.batch_dir.exists() else []
 
+    def files(self) -> list[Path]:
+        """The main file (when there is one) and the batches, oldest first."""
+        return ([self.main] if self.main.exists() else []) + self._batches()
+
     def _frames(self) -> list[pl.DataFrame]:
-        frames = [pl.read_parquet(p) for p in ([self.main] if self.main.exists() else []) + self._batches()]
-        return [f.select(list(self.schema)).cast(self.schema) for f in frames]
+        frames = []
+        for p in self.files():
+            try:
+                frames.append(pl.read_parquet(p).select(list(self.schema)).cast(self.schema))
+            except Exception as e:  # noqa: BLE001 - truncated, zeroed, another table: the file is damaged
+                from tunelens.index.core.library import LibraryError, damage_sentence
+
+                name = str(p.relative_to(self.root))
+                effect = f"so its {self.main.stem} cannot be read"
+                raise LibraryError(damage_sentence(self.root, name, e, effect)) from None
+        return frames
 
     def read_all(self) -> pl.DataFrame:
         """The newest row per key."""

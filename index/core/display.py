@@ -12,6 +12,10 @@ import unicodedata
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&])")
+# The app's Markdown turns bare "http://…", "www.…" and "name@host" in text into links, escaped or not (found by
+# tests/test_hostile.py in Chromium); an invisible WORD JOINER inside each breaks the pattern, not the reading
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?<=www)(?=\.)|(?=@)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
 
 
 def clean(text: object, limit: int | None = None, one_line: bool = False) -> str:
@@ -29,9 +33,10 @@ def clean(text: object, limit: int | None = None, one_line: bool = False) -> str
 
 
 def markdown_literal(text: object, limit: int | None = 300) -> str:
-    """`text` cleaned, on one line, with every Markdown (and Streamlit directive) character escaped: it renders as
-    exactly these characters."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", clean(text, limit, one_line=True))
+    """`text` cleaned, on one line, with every Markdown (and Streamlit directive) character escaped and a word
+    joiner inside anything an autolink would start from: it renders as these characters, never as a link or an
+    image."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", _AUTOLINK.sub(WORD_JOINER, clean(text, limit, one_line=True)))
 
 
 def code_literal(text: object, limit: int | None = 300) -> str:

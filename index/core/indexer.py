@@ -27,6 +27,8 @@ from tunelens.index.core.measures import MeasureReport, measure_library
 from tunelens.index.core.scan import FoundFile, content_hash, read_file_tags, scan_folder, tag_columns, track_id_for
 from tunelens.index.vectors.choice import IndexChoice, parse_memory
 
+FIRST_COMMIT = 256  # files before a new library's first commit (then every `commit_every`)
+
 
 @dataclass(frozen=True)
 class IndexConfig:
@@ -175,6 +177,26 @@ def _model(existing: Library | None, model: AudioTextEncoder | str | None, confi
     return load_encoder(model, EncoderOptions(device=config.device, batch_size=config.batch_windows))
 
 
+BAD_NAME = "the file name is not valid UTF-8 (shown here with \\x escapes); rename the file to index it"
+
+
+def _printable_names(found: Iterator[FoundFile]) -> tuple[list[FoundFile], set[str]]:
+    """The found files, those whose names are not valid UTF-8 (a library cannot store them, and a catalog row
+    needs one) renamed in the listing to their `\\xNN`-escaped form, and the set of those escaped paths: they are
+    recorded as failed with the reason, never stopping the run."""
+    out, bad = [], set()
+    for f in found:
+        try:
+            str(f.path).encode("utf-8")
+            out.append(f)
+        except UnicodeEncodeError:
+            path = os.fsencode(f.path).decode("utf-8", "backslashreplace")
+            rel = os.fsencode(f.rel_path).decode("utf-8", "backslashreplace")
+            out.append(FoundFile(Path(path), rel, f.size, f.mtime_ns))
+            bad.add(path)
+    return out, bad
+
+
 def _assign_ids(found: list[FoundFile], catalog: pl.DataFrame) -> tuple[dict[str, str], dict[str, tuple[str, str]],
                                                                           set[str]]:
     """(track id per found path, moved files: old path → (new path, new relative path), old paths that vanished
@@ -223,11 +245,12 @@ def index_folder(library: str | Path, music_dir: str | Path, encoder: AudioTextE
     pipeline = PipelineSpec.for_encoder(encoder)
     if existing is not None:
         existing.check_pipeline(pipeline)
+        existing.check_writable()
     lib = existing or Library.create_or_open(library, pipeline, precision=precision)
     choice = config.index_choice(lib.index_choice() if lib.manifest.index.get("request") else None)
     report = IndexReport()
     with lib.lock():
-        found = list(scan_folder(music_dir))
+        found, badly_named = _printable_names(scan_folder(music_dir))
         report.found = len(found)
         root = str(music_dir.absolute()).rstrip("/") + "/"
         ids, moved, vanished = _assign_ids(found, lib.catalog)
@@ -241,9 +264,16 @@ def index_folder(library: str | Path, music_dir: str | Path, encoder: AudioTextE
                 staged[r["path"]] = (r["size"], r["mtime_ns"])
         relinked = {new for new, _ in moved.values()}
         todo: list[FoundFile] = []
+        unnameable: list[FoundFile] = []
         for f in found:
             key = str(f.path)
             if key in relinked:
+                continue
+            if key in badly_named:  # recorded as failed below, unless recorded before and unchanged
+                if not (key in known and known[key][:2] == (f.size, f.mtime_ns)):
+                    unnameable.append(f)
+                else:
+                    report.skipped += 1
                 continue
             if key in staged and staged[key] == (f.size, f.mtime_ns):
                 report.resumed += 1
@@ -263,8 +293,11 @@ def index_folder(library: str | Path, music_dir: str | Path, encoder: AudioTextE
         report.moved = len(moved)
 
         names = getattr(encoder, "tag_names", None)
-        done: list[EmbeddedFile[FoundFile]] = []
+        done: list[EmbeddedFile[FoundFile]] = [EmbeddedFile(f, None, None, BAD_NAME) for f in unnameable]
+        report.failed.extend((f.rel_path, BAD_NAME) for f in unnameable)
         since_commit = 0
+        # a new library commits early, so that it can be searched while the rest is indexed
+        commit_every = min(config.commit_every, FIRST_COMMIT) if not len(lib.ok_tracks()) else config.commit_every
         for result in _embedded(todo, encoder, config):
             done.append(result)
             if result.embedding is not None:
@@ -276,9 +309,9 @@ def index_folder(library: str | Path, music_dir: str | Path, encoder: AudioTextE
                 _stage(lib, done, ids, names)
                 since_commit += len(done)
                 done = []
-            if since_commit >= config.commit_every:
+            if since_commit >= commit_every:
                 lib.commit(removed, lib.staged_batches(), choice, moved)
-                removed, moved, since_commit = set(), {}, 0
+                removed, moved, since_commit, commit_every = set(), {}, 0, config.commit_every
             if progress:
                 progress(report.indexed + len(report.failed), len(todo), report.audio_seconds)
         if done:

@@ -9,11 +9,16 @@
     windows.faiss     FAISS index over windows.npy, chosen the same way
     staging/          finished batches of a run not yet committed (a killed run resumes from them)
 
-A commit writes every new file as `NAME.tmp`, then a `COMMIT.json` journal naming the renames, then renames.
-Opening a library finishes an interrupted commit, so a reader never sees files from two different commits.
+A commit writes every new file as `NAME.ID.tmp` (ID: this commit's own), then a `COMMIT.json` journal naming the
+renames, then renames. Opening a library rolls an interrupted commit forward, then opens every core file at once
+and checks that no commit renamed anything meanwhile (else it opens them again), and reads through those open
+files: a reader never sees files from two different commits, however long it keeps the library open. Only the
+writer (the lock holder) removes the journal, and a commit's temp names are its own, so a reader rolling an old
+journal forward can never move a newer commit's half-written file into place.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -26,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from tunelens.embed.base import AudioTextEncoder, EncoderOptions, PipelineSpec
-from tunelens.index.core.atomic import atomic_write_json, tmp_path, write_tmp
+from tunelens.index.core.atomic import FULL, DiskFullError, atomic_write_json, is_disk_full, tmp_path, write_tmp
 from tunelens.index.core.manifest import FORMAT_VERSION, Manifest
 from tunelens.index.core.scan import track_id_for
 from tunelens.index.core.schema import CATALOG_SCHEMA, VECTOR_COLUMNS, WINDOW_SCHEMA
@@ -36,6 +41,13 @@ from tunelens.index.vectors.vector_index import VectorIndex, gpu_count
 
 class LibraryError(RuntimeError):
     """A library that cannot be used as asked; the message says why and what to do."""
+
+
+def damage_sentence(root: Path, name: str, reason: object, effect: str = "so this library cannot be used") -> str:
+    """One sentence for a damaged library file: which, why, what it means and what to run."""
+    why = str(reason).strip().splitlines()[0][:160] if str(reason).strip() else type(reason).__name__
+    return (f"{name} in {root} is damaged ({why}), {effect}. Run `tunelens repair --library {root}`: it rebuilds "
+            "what can be derived and embeds again only tracks whose vectors are lost")
 
 
 @dataclass
@@ -77,24 +89,47 @@ class Library:
         self._windows_table: pl.DataFrame | None = None
         self._vector_maps: dict[str, np.ndarray] = {}
         self._encoders: dict[str, AudioTextEncoder] = {}
+        self.index_problems: dict[str, str] = {}  # FAISS files that could not be read (searched exactly instead)
+        self._files: dict[str, object] = {}  # core files held open since `open` (one consistent state)
 
     # -- opening -------------------------------------------------------------------------------------------
     @classmethod
     def open(cls, root: str | Path, pipeline: PipelineSpec | None = None) -> Library:
         root = Path(root)
         if not (root / "manifest.json").exists():
+            if any((root / name).exists() for name in ("catalog.parquet", "tracks.npy", "windows.npy")):
+                raise LibraryError(f"manifest.json in {root} is missing, so this library cannot be used. Run "
+                                   f"`tunelens repair --library {root} --model MODEL` with the model that made it "
+                                   "(the vectors are checked against it)")
             raise LibraryError(f"{root} is not a tunelens library (no manifest.json); create one with `tunelens index`")
-        _finish_commit(root)
+        files: dict[str, object] = {}
+        for _ in range(200):
+            _finish_commit(root)
+            before = _stamp(root / "manifest.json")
+            files = _open_core(root)
+            if not _commit_pending(root) and _stamp(root / "manifest.json") == before:
+                break
+            for f in files.values():
+                f.close()  # a commit renamed files meanwhile: open its state instead
+            files = {}
+            time.sleep(0.01)
         try:
             manifest = Manifest.load(root / "manifest.json")
-        except (ValueError, KeyError, TypeError) as e:
-            raise LibraryError(f"{root / 'manifest.json'} is unreadable: {e}") from None
+        except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:
+            why = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            raise LibraryError(f"manifest.json in {root} is damaged ({why}), so this library cannot be used. Run "
+                               f"`tunelens repair --library {root} --model MODEL` with the model that made it (the "
+                               "vectors are checked against it)") from None
         if manifest.format_version > FORMAT_VERSION:
             raise LibraryError(f"{root} was written by a newer tunelens (library format {manifest.format_version}, "
                                f"this one reads up to {FORMAT_VERSION}); upgrade tunelens to use it")
         if manifest.format_version < FORMAT_VERSION:
+            for f in files.values():
+                f.close()
+            files = {}
             manifest = _upgrade(root)
         lib = cls(root, manifest)
+        lib._files = files
         if pipeline is not None:
             lib.check_pipeline(pipeline)
         return lib
@@ -132,18 +167,21 @@ class Library:
             )
 
     # -- reading -------------------------------------------------------------------------------------------
+    def _at(self, name: str) -> Path:
+        """Where to read a core file: the file held open since `open` (so every read sees one commit), else its
+        path."""
+        f = self._files.get(name)
+        return Path(f"/proc/self/fd/{f.fileno()}") if f is not None and not f.closed else self.root / name
+
     def damaged(self, name: str, reason: object) -> LibraryError:
         """The error for a library file that cannot be read: which file, why, and what to do."""
-        why = str(reason).strip().splitlines()[0][:160] if str(reason).strip() else type(reason).__name__
-        return LibraryError(f"{name} in {self.root} is damaged ({why}), so this library cannot be used. Move the "
-                            "folder aside and run `tunelens index` into a new one (file tags, quality and "
-                            "measurements are read again)")
+        return LibraryError(damage_sentence(self.root, name, reason))
 
     @property
     def catalog(self) -> pl.DataFrame:
         if self._catalog is None:
-            path = self.root / "catalog.parquet"
-            if not path.exists() and (self.root / "tracks.npy").exists():
+            path = self._at("catalog.parquet")
+            if not path.exists() and self._at("tracks.npy").exists():
                 raise self.damaged("catalog.parquet", "missing, while tracks.npy holds vectors")
             if path.exists():
                 try:
@@ -180,7 +218,7 @@ class Library:
         opened before it keeps reading the state it was opened with until the caches are dropped."""
         if name not in self._vector_maps:
             try:
-                v = _load_vectors(self.root / name, self.dim)
+                v = _load_vectors(self._at(name), self.dim)
             except (ValueError, OSError, EOFError) as e:  # truncated, zeroed, not a .npy
                 raise self.damaged(name, e) from None
             ok = self.ok_tracks()
@@ -193,7 +231,7 @@ class Library:
 
     def windows_table(self) -> pl.DataFrame:
         if self._windows_table is None:
-            path = self.root / "windows.parquet"
+            path = self._at("windows.parquet")
             try:
                 self._windows_table = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=WINDOW_SCHEMA)
             except Exception as e:  # noqa: BLE001
@@ -218,15 +256,19 @@ class Library:
         return self._window_index
 
     def _load_index(self, name: str, vectors: np.ndarray) -> VectorIndex:
-        path = self.root / f"{name}.faiss"
+        path = self._at(f"{name}.faiss")
         if not path.exists():
+            if self.manifest.index.get(name):  # the manifest says it was written
+                self.index_problems[f"{name}.faiss"] = "missing"
             if len(vectors):  # a library from before window indexes: search its vectors exactly
                 return VectorIndex.build(np.asarray(vectors))
             return VectorIndex.build(np.zeros((0, self.dim), np.float32))
         info = self.manifest.index.get(name)
         try:
             return VectorIndex.load(path, info if isinstance(info, dict) else {}, vectors)
-        except Exception:  # noqa: BLE001 - derived from the vectors: search them exactly instead
+        except Exception as e:  # noqa: BLE001 - derived from the vectors: search them exactly instead
+            self.index_problems[f"{name}.faiss"] = str(e).strip().splitlines()[0][:160] if str(e).strip() else (
+                type(e).__name__)
             return VectorIndex.build(np.asarray(vectors))
 
     def index_choice(self) -> IndexChoice:
@@ -238,23 +280,71 @@ class Library:
         """Files that could not be indexed: rel_path, path, error."""
         return self.catalog.filter(pl.col("status") == "error").select("rel_path", "path", "error").sort("rel_path")
 
+    def health(self) -> list[tuple[str, str]]:
+        """Every damaged file of the library as (file, one sentence saying why and what to run); empty when all
+        read. Reads each file once (the FAISS indexes included), so it costs what opening them for a search
+        costs."""
+        from tunelens.index.core.captions import CaptionStore, MeasureStore
+
+        problems: list[tuple[str, str]] = []
+        core = [("catalog.parquet", lambda: self.catalog), ("tracks.npy", self.track_vectors),
+                ("windows.npy", self.window_vectors), ("windows.parquet", self.windows_table)]
+        for name, read in core:
+            try:
+                read()
+            except LibraryError as e:
+                return [(name, str(e))]  # the rest cannot be checked against a damaged core file
+        for name, read in (("tracks.faiss", lambda: self.vector_index), ("windows.faiss", lambda: self.window_index)):
+            read()
+            if name in self.index_problems:
+                problems.append((name, damage_sentence(self.root, name, self.index_problems[name],
+                                                       "so searches fall back to exact (slower) search")))
+        for store in (CaptionStore(self.root), MeasureStore(self.root)):
+            try:
+                store.read_all()
+            except LibraryError as e:
+                problems.append((store.main.name, str(e)))
+        for name in ("duplicates.parquet", "agreement.parquet"):
+            if (self.root / name).exists():
+                try:
+                    pl.read_parquet_schema(self.root / name)
+                except Exception as e:  # noqa: BLE001
+                    problems.append((name, damage_sentence(self.root, name, e, "so it will be computed again")))
+        return problems
+
+    def check_writable(self) -> None:
+        """Raise the first damaged core file (catalog, vectors, windows table, FAISS indexes): a run that adds to
+        the library must not build on it (`tunelens repair` first)."""
+        for name, sentence in self.health():
+            if name in ("catalog.parquet", "tracks.npy", "windows.npy", "windows.parquet", "tracks.faiss",
+                        "windows.faiss"):
+                raise LibraryError(sentence.replace(", so searches fall back to exact (slower) search",
+                                                    ", so this library cannot be added to"))
+
     def summary(self) -> dict:
-        """Counts, model, pipeline, index choice and failed files, as `tunelens info --json` prints them."""
+        """Counts, model, pipeline, index choice, failed files and damaged files, as `tunelens info --json`
+        prints them (a damaged catalog, vector file or windows table raises: nothing else can be counted)."""
         from tunelens.embed.descriptors import DESCRIPTORS_VERSION
         from tunelens.index.core.captions import MeasureStore
 
-        self.track_vectors(), self.window_vectors(), self.windows_table()  # a damaged file is reported, not hidden
+        problems = self.health()
+        if problems and problems[0][0] in ("catalog.parquet", "tracks.npy", "windows.npy", "windows.parquet"):
+            raise LibraryError(problems[0][1])
         ok = self.catalog.filter(pl.col("status") == "ok")
         failed = self.failed()
-        m = MeasureStore(self.root).read_all().join(ok.select("track_id", "content_hash"),
-                                                    on=["track_id", "content_hash"])
-        measured = int(((m["measure_version"] == DESCRIPTORS_VERSION) & (m["status"] == "ok")).sum())
+        try:
+            m = MeasureStore(self.root).read_all().join(ok.select("track_id", "content_hash"),
+                                                        on=["track_id", "content_hash"])
+            measured = int(((m["measure_version"] == DESCRIPTORS_VERSION) & (m["status"] == "ok")).sum())
+        except LibraryError:  # named in "damaged"
+            measured = 0
         return {
             "library": str(self.root), "tracks": len(ok), "failed": len(failed), "measured": measured,
             "hours": round(float(ok["duration"].sum() or 0) / 3600, 3),
             "windows": int(ok["window_count"].sum() or 0), "pipeline": self.manifest.pipeline.to_dict(),
             "precision": self.manifest.precision, "index": self.manifest.index,
             "errors": [{"path": r, "error": e} for r, e in failed.select("rel_path", "error").iter_rows()],
+            "damaged": [{"file": f, "problem": why} for f, why in problems],
         }
 
     def ok_tracks(self) -> pl.DataFrame:
@@ -263,6 +353,19 @@ class Library:
         if getattr(self, "_ok", (None,))[0] is not catalog:
             self._ok = (catalog, catalog.filter(pl.col("status") == "ok").sort("vec_row"))
         return self._ok[1]
+
+    def why_empty(self) -> str:
+        """Why a library holds no track, in a sentence: being built, every file failed, or never indexed."""
+        staged = len(self.staged_batches())
+        failed = int((self.catalog["status"] == "error").sum())
+        if staged:
+            return (f"no track is committed to {self.root} yet: {staged} batch{'es' if staged > 1 else ''} staged by "
+                    "an index run (still "
+                    "running, or interrupted: run `tunelens index` again to finish it); they become searchable at "
+                    "its first commit")
+        if failed:
+            return f"no file in {self.root} could be indexed ({failed} failed; `tunelens info` lists why)"
+        return f"{self.root} holds no tracks yet; add music with `tunelens index MUSIC_DIR --library {self.root}`"
 
     def track_row(self, track_id: str) -> int | None:
         """The row of an indexed track in `ok_tracks()` (and in the track vectors), None if it is not one; from a
@@ -331,75 +434,99 @@ class Library:
         merged = pl.concat([keep.drop(*VECTOR_COLUMNS), staged_df], how="vertical").sort("path")
 
         old_tracks, old_windows, old_wtab = self.track_vectors(), self.window_vectors(), self.windows_table()
-        ok_paths = merged.filter(pl.col("status") == "ok")["path"].to_list()
-        id_of = dict(zip(merged["path"].to_list(), merged["track_id"].to_list()))
-        # Vectors stream straight into the new files (memory-mapped), never whole in memory: window vectors of
-        # millions of tracks run to tens of GB.
-        tracks = _new_vectors(self.root / "tracks.npy", len(ok_paths), self.dim)
-        windows = _new_vectors(self.root / "windows.npy", sum(sources[p][4] for p in ok_paths), self.dim)
-        wtab_parts, vec_row, w_offset, w_count = [], {}, {}, {}
-        total_w = 0
-        for i, path in enumerate(ok_paths):
-            kind, bi, row, woff, wcnt = sources[path]
-            if kind == "old":
-                tracks[i] = old_tracks[row]
-                windows[total_w : total_w + wcnt] = old_windows[woff : woff + wcnt]
-                starts = old_wtab["start_s"][woff : woff + wcnt].to_numpy()
-                ends = old_wtab["end_s"][woff : woff + wcnt].to_numpy()
-            else:
-                b = batches[bi]
-                tracks[i] = b.track_vecs[row]
-                windows[total_w : total_w + wcnt] = b.window_vecs[woff : woff + wcnt]
-                starts, ends = b.window_starts[woff : woff + wcnt], b.window_ends[woff : woff + wcnt]
-            wtab_parts.append((id_of[path], starts, ends))
-            vec_row[path], w_offset[path], w_count[path] = i, total_w, wcnt
-            total_w += wcnt
-        wtab = pl.DataFrame(
-            {
-                "track_id": [tid for tid, s, _ in wtab_parts for _ in range(len(s))],
-                "window": [j for _, s, _ in wtab_parts for j in range(len(s))],
-                "start_s": np.concatenate([s for _, s, _ in wtab_parts]) if wtab_parts else [],
-                "end_s": np.concatenate([e for _, _, e in wtab_parts]) if wtab_parts else [],
-            },
-            schema=WINDOW_SCHEMA,
-        )
-        paths = merged["path"].to_list()
-        merged = merged.with_columns(
-            pl.Series("vec_row", [vec_row.get(p, -1) for p in paths], pl.Int64),
-            pl.Series("window_offset", [w_offset.get(p, -1) for p in paths], pl.Int64),
-            pl.Series("window_count", [w_count.get(p, 0) for p in paths], pl.Int64),
-        ).select(list(CATALOG_SCHEMA))
-        manifest = self.manifest
-        manifest.updated = time.time()
-        gpu = gpu_count() > 0
-        built = {"tracks": build(tracks, choice, gpu), "windows": build(windows, choice, gpu)}
-        manifest.index = {"request": choice.request(), **{name: b.info for name, b in built.items()}}
-        writes = {
-            "tracks.npy": lambda p: tracks.flush(),  # written in place above
-            "windows.npy": lambda p: windows.flush(),
-            "windows.parquet": lambda p: wtab.write_parquet(p),
-            "tracks.faiss": lambda p: VectorIndex(built["tracks"].index, use_gpu=False).save(p),
-            "windows.faiss": lambda p: VectorIndex(built["windows"].index, use_gpu=False).save(p),
-            "catalog.parquet": lambda p: merged.write_parquet(p),
-            "manifest.json": lambda p: p.write_text(json.dumps(manifest.to_dict(), indent=1, sort_keys=True)),
-        }
-        for name, writer in writes.items():
-            write_tmp(self.root / name, writer)
-        atomic_write_json(
-            self.root / "COMMIT.json",
-            {
-                "renames": list(writes),
-                "remove": [str(p.relative_to(self.root)) for p in batch_files],
-            },
-        )
-        _finish_commit(self.root)
+        names = ("tracks.npy", "windows.npy", "windows.parquet", "tracks.faiss", "windows.faiss", "catalog.parquet",
+                 "manifest.json")
+        tag = uuid.uuid4().hex[:12]  # this commit's temp files are its own (see the module docstring)
+        try:
+            ok_paths = merged.filter(pl.col("status") == "ok")["path"].to_list()
+            id_of = dict(zip(merged["path"].to_list(), merged["track_id"].to_list()))
+            # Vectors stream straight into the new files (memory-mapped), never whole in memory: window vectors of
+            # millions of tracks run to tens of GB.
+            tracks = _new_vectors(self.root / "tracks.npy", len(ok_paths), self.dim, tag)
+            windows = _new_vectors(self.root / "windows.npy", sum(sources[p][4] for p in ok_paths), self.dim, tag)
+            wtab_parts, vec_row, w_offset, w_count = [], {}, {}, {}
+            total_w = 0
+            for i, path in enumerate(ok_paths):
+                kind, bi, row, woff, wcnt = sources[path]
+                if kind == "old":
+                    tracks[i] = old_tracks[row]
+                    windows[total_w : total_w + wcnt] = old_windows[woff : woff + wcnt]
+                    starts = old_wtab["start_s"][woff : woff + wcnt].to_numpy()
+                    ends = old_wtab["end_s"][woff : woff + wcnt].to_numpy()
+                else:
+                    b = batches[bi]
+                    tracks[i] = b.track_vecs[row]
+                    windows[total_w : total_w + wcnt] = b.window_vecs[woff : woff + wcnt]
+                    starts, ends = b.window_starts[woff : woff + wcnt], b.window_ends[woff : woff + wcnt]
+                wtab_parts.append((id_of[path], starts, ends))
+                vec_row[path], w_offset[path], w_count[path] = i, total_w, wcnt
+                total_w += wcnt
+            wtab = pl.DataFrame(
+                {
+                    "track_id": [tid for tid, s, _ in wtab_parts for _ in range(len(s))],
+                    "window": [j for _, s, _ in wtab_parts for j in range(len(s))],
+                    "start_s": np.concatenate([s for _, s, _ in wtab_parts]) if wtab_parts else [],
+                    "end_s": np.concatenate([e for _, _, e in wtab_parts]) if wtab_parts else [],
+                },
+                schema=WINDOW_SCHEMA,
+            )
+            paths = merged["path"].to_list()
+            merged = merged.with_columns(
+                pl.Series("vec_row", [vec_row.get(p, -1) for p in paths], pl.Int64),
+                pl.Series("window_offset", [w_offset.get(p, -1) for p in paths], pl.Int64),
+                pl.Series("window_count", [w_count.get(p, 0) for p in paths], pl.Int64),
+            ).select(list(CATALOG_SCHEMA))
+            manifest = self.manifest
+            manifest.updated = time.time()
+            gpu = gpu_count() > 0
+            built = {"tracks": build(tracks, choice, gpu), "windows": build(windows, choice, gpu)}
+            manifest.index = {"request": choice.request(), **{name: b.info for name, b in built.items()}}
+            writes = {
+                "tracks.npy": lambda p: tracks.flush(),  # written in place above
+                "windows.npy": lambda p: windows.flush(),
+                "windows.parquet": lambda p: wtab.write_parquet(p),
+                "tracks.faiss": lambda p: VectorIndex(built["tracks"].index, use_gpu=False).save(p),
+                "windows.faiss": lambda p: VectorIndex(built["windows"].index, use_gpu=False).save(p),
+                "catalog.parquet": lambda p: merged.write_parquet(p),
+                "manifest.json": lambda p: p.write_text(json.dumps(manifest.to_dict(), indent=1, sort_keys=True)),
+            }
+            for name, writer in writes.items():
+                write_tmp(self.root / name, writer, tag)
+            plan = {"id": tag, "renames": [[tmp_path(self.root / n, tag).name, n] for n in writes],
+                    "remove": [str(p.relative_to(self.root)) for p in batch_files]}
+            atomic_write_json(self.root / "COMMIT.json", plan)
+        except Exception as e:  # nothing renamed yet: drop the temp files (a full disk needs the space back)
+            for name in names:
+                tmp_path(self.root / name, tag).unlink(missing_ok=True)
+            if not isinstance(e, DiskFullError) and is_disk_full(e, self.root):
+                raise DiskFullError(self.root / "catalog.parquet", "the library's new files") from None
+            raise
+        _roll_forward(self.root, plan)
+        (self.root / "COMMIT.json").unlink(missing_ok=True)  # the writer's to remove (module docstring)
+        for f in self._files.values():
+            f.close()
+        self._files = {}
         self._catalog, self._index, self._window_index, self._windows_table = None, None, None, None
         self._vector_maps = {}
 
 
-def _new_vectors(path: Path, n: int, dim: int) -> np.memmap:
-    """The `.tmp` file that will replace `path`, as a writable [n, dim] float32 .npy memory map."""
-    return np.lib.format.open_memmap(tmp_path(path), mode="w+", dtype=np.float32, shape=(n, dim))
+def _new_vectors(path: Path, n: int, dim: int, tag: str = "") -> np.memmap:
+    """The `.tmp` file that will replace `path`, as a writable [n, dim] float32 .npy memory map. Its blocks are
+    allocated first: writing through a map into a sparse file on a full disk kills the process (SIGBUS), while
+    allocating up front fails cleanly (ENOSPC)."""
+    tmp = tmp_path(path, tag)
+    vectors = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+    with open(tmp, "r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size:
+            try:
+                os.posix_fallocate(f.fileno(), 0, size)
+            except OSError as e:
+                if e.errno in FULL:
+                    raise DiskFullError(path) from None
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem without fallocate: go on
+                    raise
+    return vectors
 
 
 def _load_vectors(path: Path, dim: int) -> np.ndarray:
@@ -408,19 +535,67 @@ def _load_vectors(path: Path, dim: int) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
-def _finish_commit(root: Path) -> None:
-    """Roll an interrupted commit forward (idempotent), or drop temp files of one that never reached its journal."""
-    journal = root / "COMMIT.json"
-    if journal.exists():
-        plan = json.loads(journal.read_text())
-        for name in plan["renames"]:
-            try:
-                os.replace(tmp_path(root / name), root / name)
-            except FileNotFoundError:  # already renamed, by this process or another reader
-                pass
-        for rel in plan["remove"]:
-            (root / rel).unlink(missing_ok=True)
-        journal.unlink(missing_ok=True)
+CORE_FILES = ("catalog.parquet", "tracks.npy", "windows.npy", "windows.parquet", "tracks.faiss", "windows.faiss")
+
+
+def _stamp(path: Path) -> tuple | None:
+    try:
+        s = os.stat(path)
+        return s.st_ino, s.st_mtime_ns, s.st_size
+    except FileNotFoundError:
+        return None
+
+
+def _open_core(root: Path) -> dict[str, object]:
+    """The core files open for reading (Linux: read later through /proc/self/fd, one state whatever commits)."""
+    if not os.path.isdir("/proc/self/fd"):
+        return {}
+    files = {}
+    for name in CORE_FILES:
+        try:
+            files[name] = open(root / name, "rb")  # noqa: SIM115 - held for the library's lifetime
+        except FileNotFoundError:
+            pass
+    return files
+
+
+def _journal(root: Path) -> dict | None:
+    try:
+        return json.loads((root / "COMMIT.json").read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _renames(plan: dict) -> list[tuple[str, str]]:
+    """(temp name, final name) pairs of a journal (an older journal lists final names, renamed from NAME.tmp)."""
+    return [(r[0], r[1]) if isinstance(r, list) else (r + ".tmp", r) for r in plan["renames"]]
+
+
+def _commit_pending(root: Path) -> bool:
+    """A journaled commit whose renames are not all done."""
+    plan = _journal(root)
+    return plan is not None and any((root / tmp).exists() for tmp, _ in _renames(plan))
+
+
+def _roll_forward(root: Path, plan: dict) -> None:
+    """Do a journal's renames and removals (idempotent: what is done already is skipped)."""
+    for tmp, name in _renames(plan):
+        try:
+            os.replace(root / tmp, root / name)
+        except FileNotFoundError:  # already renamed, by the writer or another reader
+            pass
+    for rel in plan["remove"]:
+        (root / rel).unlink(missing_ok=True)
+
+
+def _finish_commit(root: Path, owner: bool = False) -> None:
+    """Roll an interrupted commit forward. Any reader may; only the lock holder (`owner`) removes the journal, so
+    that a reader can never remove a newer commit's journal."""
+    plan = _journal(root)
+    if plan is not None:
+        _roll_forward(root, plan)
+        if owner:
+            (root / "COMMIT.json").unlink(missing_ok=True)
 
 
 def _drop_stale_temps(root: Path) -> None:
@@ -489,7 +664,7 @@ def _rewrite_ids(root: Path) -> Manifest:
         write_tmp(root / name, writer(name, value))
     atomic_write_json(root / "COMMIT.json",
                       {"renames": list(writes), "remove": [str(p.relative_to(root)) for p in caption_batches]})
-    _finish_commit(root)
+    _finish_commit(root, owner=True)
     return manifest
 
 
@@ -512,10 +687,11 @@ class _Lock:
             raise LibraryError(
                 f"another tunelens process is writing to {self.path.parent}; wait for it to finish"
             ) from None
-        _finish_commit(self.path.parent)
+        _finish_commit(self.path.parent, owner=True)
         _drop_stale_temps(self.path.parent)
         return self
 
     def __exit__(self, *exc) -> None:
-        fcntl.flock(self._f, fcntl.LOCK_UN)
-        self._f.close()
+        if not self._f.closed:  # (released early by its holder)
+            fcntl.flock(self._f, fcntl.LOCK_UN)
+            self._f.close()

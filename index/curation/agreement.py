@@ -45,7 +45,10 @@ def agreement_scores(library: Library | str | Path, encoder: AudioTextEncoder | 
     lib.check_pipeline(PipelineSpec.for_encoder(encoder))
     version = encoder.version
     path = lib.root / AGREEMENT_FILE
-    stored = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=AGREEMENT_SCHEMA)
+    try:
+        stored = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=AGREEMENT_SCHEMA)
+    except Exception:  # noqa: BLE001 - damaged: scores are derived, so they are computed again (and rewritten)
+        stored = pl.DataFrame(schema=AGREEMENT_SCHEMA)
     stored = stored.filter(pl.col("encoder_version") == version)
     want = (
         captions.filter(pl.col("caption").is_not_null() & (pl.col("caption") != ""))

@@ -1,13 +1,16 @@
 """Duplicate recordings in a library.
 
 Exact: the same decoded samples (embed.quality's audio hash), so a WAV and its FLAC match. Near: the same
-recording re-encoded, gain-changed, trimmed, resampled or down-mixed. Candidates come from a range search
-of the track index (cosine >= `min_cosine`) and a duration check; each is confirmed by the harmonic
-fingerprint (embed.fingerprint), because two different pieces for the same instruments at the same tempo
-sit just as close in an embedding space. Confirmed pairs are joined into clusters, each with a suggested
-keeper: lossless over lossy, then higher bitrate, then longer.
+recording re-encoded, gain-changed, resampled, down-mixed, faded, or edited (up to 30 s or 20% cut at the
+start or end). Candidates come from a range search of the track index (cosine >= `min_cosine`) whose
+durations an edit could explain; each is confirmed by aligning the two fingerprints (embed.fingerprint) and
+scoring the part they share, because two different pieces for the same instruments at the same tempo sit
+just as close in an embedding space. Confirmed pairs are joined into clusters, each with a suggested keeper
+(lossless over lossy, then the complete version over an edit, then higher bitrate) and every other copy's
+relation to it ("same
+recording", "edit: 12 s shorter at the start").
 
-    duplicates.parquet   one row per track in a cluster: cluster, track_id, keeper, how it matched
+    duplicates.parquet   one row per track in a cluster: cluster, track_id, keeper, how it matched, relation
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from tunelens.embed.fingerprint import EditRules
 from tunelens.index.core.atomic import atomic_write
 from tunelens.index.core.library import Library
 from tunelens.index.curation.components import Components
@@ -28,18 +32,21 @@ from tunelens.index.curation.quality import is_lossless
 DUPES_FILE = "duplicates.parquet"
 DUPES_SCHEMA = {
     "cluster": pl.Int64, "track_id": pl.String, "rel_path": pl.String, "keeper": pl.Boolean, "matched_by": pl.String,
-    "match": pl.Float64, "lossless": pl.Boolean, "bitrate_kbps": pl.Float64, "duration": pl.Float64,
+    "match": pl.Float64, "relation": pl.String, "lossless": pl.Boolean, "bitrate_kbps": pl.Float64,
+    "duration": pl.Float64,
 }
+KEEPER = "keeper"
+IDENTICAL = "identical audio"
 
 
 @dataclass(frozen=True)
 class DupesConfig:
     min_cosine: float = 0.8  # range-search radius over track vectors: only these pairs are looked at
     max_neighbours: int = 50  # per track, the closest candidates kept
-    max_duration_gap: float = 2.5  # seconds; a copy trimmed by up to 2 s still matches
     min_harmony: float = 0.93  # chroma agreement that confirms a pair (see embed.fingerprint)
     min_spectral: float = 0.8  # log-mel agreement that confirms a pair
-    max_shift_s: float = 3.0  # fingerprint offsets tried
+    max_drift_s: float = 0.07  # timing drift across the shared part (under one mel frame): a copy keeps its timing
+    edits: EditRules = field(default_factory=EditRules)  # how far apart in extent two copies may be
     workers: int = 2  # threads decoding candidates for fingerprints
 
 
@@ -56,7 +63,7 @@ ProgressFn = Callable[[int, int], None]
 
 
 def _candidate_pairs(lib: Library, cat: pl.DataFrame, config: DupesConfig) -> dict[tuple[int, int], float]:
-    """(vec_row a < b) → cosine, for pairs within the radius and the duration gap."""
+    """(vec_row a < b) → cosine, for pairs within the radius whose durations an edit could explain."""
     vecs = lib.track_vectors()
     index = lib.vector_index
     durations = np.full(len(vecs), np.nan)
@@ -70,21 +77,25 @@ def _candidate_pairs(lib: Library, cat: pl.DataFrame, config: DupesConfig) -> di
             a = start + q
             for b, cos in zip(rows, scores):
                 b = int(b)
-                if b != a and abs(durations[a] - durations[b]) <= config.max_duration_gap:
+                gap = abs(durations[a] - durations[b])
+                if b != a and gap <= config.edits.allowed_cut(max(durations[a], durations[b])) + 0.5:
                     key = (min(a, b), max(a, b))
                     out[key] = max(out.get(key, -1.0), float(cos))
     return out
 
 
 def _keeper_order(rows: pl.DataFrame) -> pl.DataFrame:
-    return rows.sort(["lossless", "bitrate_kbps", "duration", "rel_path"], descending=[True, True, True, False])
+    """Keeper first: lossless, then the longest (whole seconds: an edit loses to the complete version, while a
+    resampled copy's fraction of a sample does not count), then the highest bitrate."""
+    return rows.with_columns(pl.col("duration").round(0).alias("_whole")).sort(
+        ["lossless", "_whole", "bitrate_kbps", "rel_path"], descending=[True, True, True, False]).drop("_whole")
 
 
 def find_duplicates(
     lib: Library, config: DupesConfig = DupesConfig(), progress: ProgressFn | None = None
 ) -> DupesResult:
     from tunelens.embed.audio import error_reason
-    from tunelens.embed.fingerprint import Fingerprint, fingerprint, match
+    from tunelens.embed.fingerprint import Fingerprint, align, fingerprint
 
     cat = lib.ok_tracks()
     by_row = {r["vec_row"]: r for r in cat.select("vec_row", "track_id", "path", "rel_path").iter_rows(named=True)}
@@ -93,7 +104,8 @@ def find_duplicates(
     hashed = cat.filter(pl.col("audio_hash").is_not_null()).group_by("audio_hash").agg(pl.col("vec_row").sort())
     for rows in hashed["vec_row"]:
         for b in rows[1:]:
-            pairs[(rows[0], b)] = {"matched_by": "exact", "cosine": None, "harmony": 1.0, "spectral": 1.0, "match": 1.0}
+            pairs[(rows[0], b)] = {"matched_by": "exact", "cosine": None, "harmony": 1.0, "spectral": 1.0, "match": 1.0,
+                                   "offset_s": 0.0, "relation": IDENTICAL}
     candidates = {k: v for k, v in _candidate_pairs(lib, cat, config).items() if k not in pairs}
     exact_of = {b: a for a, b in pairs}  # a copy's fingerprint is its original's
     needed = sorted({exact_of.get(r, r) for pair in candidates for r in pair})
@@ -118,15 +130,28 @@ def find_duplicates(
         fa, fb = prints.get(exact_of.get(a, a)), prints.get(exact_of.get(b, b))
         if fa is None or fb is None:
             continue
-        harmony, spectral = match(fa, fb, config.max_shift_s)
-        if harmony >= config.min_harmony and spectral >= config.min_spectral:
+        found = align(fa, fb, config.edits)
+        if (found.harmony >= config.min_harmony and found.spectral >= config.min_spectral
+                and abs(found.drift_s) <= config.max_drift_s):
             pairs[(a, b)] = {
                 "matched_by": "near",
                 "cosine": cos,
-                "harmony": round(harmony, 4),
-                "spectral": round(spectral, 4),
-                "match": round(min(harmony, spectral), 4),
+                "harmony": found.harmony,
+                "spectral": found.spectral,
+                "match": min(found.harmony, found.spectral),
+                "offset_s": round(found.offset_s, 2),
+                "relation": found.relation(),
             }
+
+    def relation_to(keeper: int, row: int) -> str:
+        """How `row` differs from its cluster's keeper, aligned directly (a cluster may be joined through a
+        third copy)."""
+        if exact_of.get(row, row) == exact_of.get(keeper, keeper):
+            return IDENTICAL
+        fk, fr = (prints.get(exact_of.get(r, r)) for r in (keeper, row))
+        if fk is None or fr is None:
+            return pairs.get((min(keeper, row), max(keeper, row)), {}).get("relation") or "same recording"
+        return align(fk, fr, config.edits).relation()
 
     components = Components()
     for a, b in pairs:
@@ -153,6 +178,10 @@ def find_duplicates(
             .replace_strict({r: best_match[r][1] for r in rows}, return_dtype=pl.Float64)
             .alias("match"),
         )
+        keeper = part["vec_row"][0]
+        part = part.with_columns(
+            pl.Series("relation", [KEEPER] + [relation_to(keeper, r) for r in part["vec_row"][1:]], pl.String)
+        )
         frames.append(part.select(list(DUPES_SCHEMA)))
     clusters = pl.concat(frames) if frames else pl.DataFrame(schema=DUPES_SCHEMA)
     pair_df = pl.DataFrame(
@@ -165,6 +194,8 @@ def find_duplicates(
             "harmony": pl.Float64,
             "spectral": pl.Float64,
             "match": pl.Float64,
+            "offset_s": pl.Float64,
+            "relation": pl.String,
         },
     )
     return DupesResult(clusters, pair_df, len(candidates), unreadable, config)
@@ -195,10 +226,14 @@ def load_duplicates(lib: Library) -> pl.DataFrame | None:
         return None
     import pyarrow.parquet as pq
 
-    meta = json.loads((pq.read_schema(path).metadata or {}).get(b"tunelens", b"{}"))
-    if meta.get("library_updated") != lib.manifest.updated:
+    try:
+        meta = json.loads((pq.read_schema(path).metadata or {}).get(b"tunelens", b"{}"))
+        if meta.get("library_updated") != lib.manifest.updated:
+            return None
+        saved = pl.read_parquet(path)
+    except Exception:  # damaged: the clusters are derived, so they are found again (and the file rewritten)
         return None
-    return pl.read_parquet(path)
+    return saved if saved.schema == pl.Schema(DUPES_SCHEMA) else None  # written by an older version: find again
 
 
 def duplicates(

@@ -329,6 +329,12 @@ def export_dataset(library: Library | str | Path, out_dir: str | Path, config: E
     report.groups = rows["_group"].n_unique()
     tmp = out_dir.with_name(out_dir.name + ".tmp-export")
     shutil.rmtree(tmp, ignore_errors=True)
+    old = out_dir.with_name(out_dir.name + ".old-export")
+    if old.exists():  # a run killed between its two renames: the earlier export is `old`, or already replaced
+        if out_dir.exists():
+            shutil.rmtree(old)
+        else:
+            old.rename(out_dir)
     tmp.mkdir(parents=True)
     done = 0
 
@@ -367,7 +373,9 @@ def export_dataset(library: Library | str | Path, out_dir: str | Path, config: E
             default=str,
         )
     )
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    old = out_dir.with_name(out_dir.name + ".old-export")
+    if out_dir.exists():  # the earlier export stays whole until the new one is in place
+        out_dir.rename(old)
     tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
     return report

@@ -55,7 +55,8 @@ class FacetTable:
     @classmethod
     def build(cls, lib: Library) -> FacetTable:
         ok_ids = lib.ok_tracks()["track_id"].to_list()  # the row order of the vectors, which `rank` indexes by
-        t = pl.DataFrame({"track_id": ok_ids}).join(track_table(lib), on="track_id", how="left", maintain_order="left")
+        t = pl.DataFrame({"track_id": ok_ids}, schema={"track_id": pl.String}).join(
+            track_table(lib), on="track_id", how="left", maintain_order="left")
 
         def col(name: str, dtype=np.float64) -> np.ndarray:
             s = t[name]
@@ -291,6 +292,8 @@ def concept_vector(encoder: AudioTextEncoder, texts: list[str]) -> np.ndarray | 
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
+    if not x.size:  # an empty library (its first index still running)
+        return x
     sd = float(x.std())
     return (x - float(x.mean())) / (sd if sd > 1e-9 else 1.0)
 

@@ -119,7 +119,8 @@ def ranked_hits(lib: Library, encoder: AudioTextEncoder | None, q, k: int, momen
     r = rank(lib, encoder, q, moments=moments, allowed=allowed, exclude=exclude, base=base, top=k)
     notes = list(q.notes) + r.notes
     if not len(r.order):
-        return SearchResults([], q, notes, r.empty_reason or "no track matches the query")
+        why = r.empty_reason or (lib.why_empty() if not len(lib.ok_tracks()) else "no track matches the query")
+        return SearchResults([], q, notes, why)
     ok = lib.ok_tracks()
     wtab = lib.windows_table()
     windows = lib.window_vectors()
