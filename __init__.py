@@ -69,6 +69,8 @@ _API = {
     "load_encoder": "tunelens.embed.registry",
     "load_captioner": "tunelens.caption.base",
     "embed_file": "tunelens.embed.pipeline",
+    "all_models": "tunelens.caption.catalog",
+    "verify_encoder": "tunelens.embed.catalog",
 }
 __all__ = sorted(_API)
 
@@ -76,7 +78,9 @@ if TYPE_CHECKING:
     from tunelens.caption.base import load_captioner as load_captioner
     from tunelens.caption.batch import CaptionConfig as CaptionConfig
     from tunelens.caption.batch import caption_library as caption_library
+    from tunelens.caption.catalog import all_models as all_models
     from tunelens.caption.qa import ask as ask
+    from tunelens.embed.catalog import verify_encoder as verify_encoder
     from tunelens.embed.pipeline import embed_file as embed_file
     from tunelens.embed.registry import load_encoder as load_encoder
     from tunelens.index.core.indexer import IndexConfig as IndexConfig

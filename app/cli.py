@@ -517,6 +517,55 @@ def repair(
     console.print(_t(f"repaired {library} in {report.seconds:.1f} s"))
 
 
+models_app = typer.Typer(help="The encoders and captioners tunelens can run: weights here, licence, where to get "
+                         "missing ones, commercial use; `models verify SPEC` checks one.", invoke_without_command=True,
+                         no_args_is_help=False)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback()
+def models(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """List every encoder (--model of index, search...) and captioner (--model of caption, ask): what it is, which
+    weights this machine holds and their size, the licence, whether it may be used commercially, and where to get
+    what is missing."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tunelens.caption.catalog import all_models
+
+    rows = all_models()
+    if as_json:
+        print(json.dumps([m.to_dict() for m in rows], indent=1))
+        return
+    for m in rows:  # a block per model: a table of long cells is unreadable in a terminal
+        here = ", ".join(m.present) if m.present else ("none needed" if not m.weights else "missing")
+        console.print(Text(m.spec, style="bold") + _t(f"  ({m.role}) {m.what}", 600), soft_wrap=True)
+        console.print(_t(f"  weights here: {here}", 800), soft_wrap=True)
+        console.print(_t(f"  licence: {m.licence}; commercial use: {m.commercial}", 400), soft_wrap=True)
+        if m.get:
+            console.print(_t(f"  to get it: {m.get}", 400), soft_wrap=True)
+
+
+@models_app.command("verify")
+def models_verify(spec: str = typer.Argument(..., help="A model spec: musicnn, clap:FOLDER, clap:HUB_ID..."),
+                  device: str = DeviceOpt, as_json: bool = JsonOpt) -> None:
+    """Load SPEC, embed 60 s of a test chord and two texts, and print the vector size, device, dtype, window and
+    speed (x realtime): a checkpoint that loads but gives broken vectors or an empty tokenizer fails here."""
+    from tunelens.embed.catalog import verify_encoder
+
+    with _friendly_errors():
+        v = verify_encoder(spec, device)
+    if as_json:
+        print(json.dumps(v.to_dict(), indent=1))
+        return
+    _table(f"tunelens models verify {spec}", [
+        ("model", v.spec), ("vector size", v.dim), ("device", v.device), ("dtype", v.dtype),
+        ("window", f"{v.window_seconds:g} s at {v.sample_rate} Hz"), ("speed", f"{v.x_realtime:g}x realtime"),
+        ("text side", f"dim {v.text_dim}, {'ok' if v.text_ok else 'BROKEN: texts give equal or non-unit vectors'}"),
+    ])
+    if not v.text_ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def tags(file: Path = typer.Argument(..., help="An audio file."),
          top: int = typer.Option(10, "--top", "-n", help="How many tags to show."),
