@@ -97,9 +97,11 @@ def curated(tmp_path_factory, demo_music):
     copies.mkdir()
     rng = random.Random(0)
     groups = {a: [a], b: [b]}
-    for src, kind in [(a, "wav_copy"), (a, "mp3_128k"), (a, "resample"), (b, "gain"), (b, "trim"), (b, "stereo")]:
+    for src, kind in [(a, "wav_copy"), (a, "mp3_128k"), (a, "resample"), (b, "gain"), (b, "trim"), (b, "stereo"),
+                      (a, "edit_start"), (b, "fade"), (b, "mp3_64k")]:
         path, _ = transform(kind, music / src, copies, rng)
         groups[src].append(str(path.relative_to(music)))
+
     broken = broken_files(music)
     index_folder(base / "lib", music, load_encoder("musicnn"))
     lib = Library.open(base / "lib")
@@ -109,6 +111,7 @@ def curated(tmp_path_factory, demo_music):
         "groups": [sorted(g) for g in groups.values()],
         "broken": broken,
         "exact": (a, groups[a][1]),
+        "edit": groups[a][4],  # the edit_start copy
     }
 
 
@@ -141,9 +144,37 @@ def test_dupes_cluster_each_recording_and_nothing_else(curated):
     assert len(keepers) == 2 and keepers["lossless"].all()
     a, wav = curated["exact"]
     assert result.clusters.filter(pl.col("rel_path") == wav)["matched_by"].item() == "exact"
+    relation = dict(result.clusters.select("rel_path", "relation").iter_rows())
+    assert relation[curated["edit"]].startswith("edit: ") and "shorter at the start" in relation[curated["edit"]]
     assert load_duplicates(lib) is None
     save_duplicates(lib, result)
     assert load_duplicates(lib).equals(result.clusters)
+
+
+def test_the_same_score_played_again_is_not_a_duplicate(demo_music, tmp_path):
+    """The same score rendered by another instrument, or 20% faster, shares its harmony but is another recording;
+    an edit of the original (cut at both ends) is found."""
+    import pretty_midi
+
+    from tunelens.embed import load_encoder
+    from tunelens.index import Library
+    from tunelens.index.core.indexer import IndexConfig, index_folder
+    from tunelens.index.curation.dupes import find_duplicates
+
+    script = load_script("eval_dupes")
+    soundfont = str(Path(pretty_midi.__file__).parent / "TimGM6mb.sf2")
+    rows = pl.read_parquet(demo_music / "ground_truth.parquet").filter(~pl.col("source").str.starts_with("drums:"))
+    row = rows.row(0, named=True)
+    music = tmp_path / "music"
+    music.mkdir()
+    shutil.copy2(demo_music / row["file"], music / Path(row["file"]).name)
+    rng = random.Random(1)
+    edit, _ = script.transform("edit_both", demo_music / row["file"], music, rng)
+    for kind in ("other_instrument", "other_tempo"):
+        script.render_negative(kind, row, music, rng, soundfont)
+    index_folder(tmp_path / "lib", music, load_encoder("musicnn"), IndexConfig(processes=0, measure=False))
+    clusters = find_duplicates(Library.open(tmp_path / "lib")).clusters
+    assert sorted(clusters["rel_path"].to_list()) == sorted([Path(row["file"]).name, edit.name])
 
 
 def test_cli_dupes_and_quality_json(curated):
