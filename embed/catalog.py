@@ -105,13 +105,13 @@ def verify_encoder(spec: str, device: str = "auto", seconds: float = 60.0) -> Ve
     """Load `spec`, embed `seconds` of a tone chord and two texts, and report what came out and how fast."""
     from tunelens.embed.base import EncoderOptions
     from tunelens.embed.registry import load_encoder
-    from tunelens.embed.windows import make_windows
+    from tunelens.embed.windows import make_windows, window_samples
 
     encoder = load_encoder(spec, EncoderOptions(device=device))
     sr = encoder.sample_rate
     t = np.arange(int(seconds * sr)) / sr
     y = (0.2 * sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6))).astype(np.float32)
-    windows, _ = make_windows(y, int(round(encoder.window_seconds * sr)))
+    windows, _ = make_windows(y, window_samples(encoder.window_seconds, sr))
     encoder.embed_audio(windows[:1])  # warm-up: first-call allocations are not the speed
     t0 = time.perf_counter()
     batch = getattr(encoder, "batch_size", 16) or 16

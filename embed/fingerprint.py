@@ -82,6 +82,10 @@ class EditRules:
     fade_s: float = 6.0
     fade_share: float = 0.1
 
+    def edge_frames(self, shared: int) -> int:
+        """Mel frames left out at each end of a shared part of `shared` frames (where fades live)."""
+        return int(min(self.fade_s * MEL_FPS, self.fade_share * shared))
+
     def allowed_cut(self, seconds: float) -> float:
         """Seconds of a file of this length that another copy may lack."""
         return min(max(self.max_trim_s, self.max_trim_share * seconds), (1 - self.min_overlap_share) * seconds)
@@ -162,7 +166,7 @@ def _scan(a: np.ndarray, b: np.ndarray, rules: EditRules) -> tuple[np.ndarray, n
 def _scores_at(a: Fingerprint, b: Fingerprint, k: int, rules: EditRules) -> tuple[float, float]:
     """(harmony, spectral) with b's mel frame 0 at a's mel frame k, over the overlap less its fade edges."""
     i, j, n = _overlap(len(a.mel), len(b.mel), k)
-    edge = int(min(rules.fade_s * MEL_FPS, rules.fade_share * n))
+    edge = rules.edge_frames(n)
     spectral = _correlation(a.mel[i + edge : i + n - edge], b.mel[j + edge : j + n - edge])
     harmony = 0.0
     for kc in {int(np.floor(k * CHROMA_PER_MEL)), int(np.ceil(k * CHROMA_PER_MEL))}:
@@ -193,14 +197,14 @@ def _drift(a: np.ndarray, b: np.ndarray, k: int, rules: EditRules) -> float:
     One recording copied, re-encoded or resampled keeps its timing (0); the same score rendered or played again
     at a tempo even 1% apart drifts, which one global offset hides."""
     i, j, n = _overlap(len(a), len(b), k)
-    edge = int(min(rules.fade_s * MEL_FPS, rules.fade_share * n))
+    edge = rules.edge_frames(n)
     span = int(min(n // 3, 20 * MEL_FPS))
     if span < 2 * MEL_FPS + 8:
         return 0.0
     first = _local_offset(a[i + edge : i + edge + span], b[j + edge : j + edge + span])
     end = n - edge - span
     last = _local_offset(a[i + end : i + end + span], b[j + end : j + end + span])
-    return last - first
+    return float(last - first)
 
 
 def align(a: Fingerprint, b: Fingerprint, rules: EditRules = EditRules(), candidates: int = 5) -> Alignment:

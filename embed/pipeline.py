@@ -18,7 +18,7 @@ import numpy as np
 from tunelens.embed.audio import AudioError, DecodedAudio, check_file, decoded, error_reason, read_audio, watched
 from tunelens.embed.base import AudioTextEncoder, l2_normalize
 from tunelens.embed.quality import AudioQuality, measure
-from tunelens.embed.windows import make_windows, pool_track
+from tunelens.embed.windows import make_windows, pool_track, window_samples, window_times
 
 T = TypeVar("T")
 
@@ -75,7 +75,7 @@ def embed_stream(
     measure_quality: bool = False,
 ) -> Iterator[EmbeddedFile[T]]:
     """Yield an `EmbeddedFile` for every item, in input order."""
-    window = int(round(encoder.window_seconds * encoder.sample_rate))
+    window = window_samples(encoder.window_seconds, encoder.sample_rate)
 
     def prepare(item: T) -> Prepared[T]:
         out: Prepared[T] = Prepared(item)
@@ -146,8 +146,7 @@ def embed_stream(
                 continue
             raw = np.concatenate(got)
             sr, a = encoder.sample_rate, p.audio
-            starts = np.array(p.starts, dtype=np.float64) / sr
-            ends = np.minimum(starts + encoder.window_seconds, a.duration)
+            starts, ends = window_times(p.starts, sr, encoder.window_seconds, a.duration)
             emb = TrackEmbedding(
                 pool_track(raw, getattr(encoder, "vector_blocks", None)), l2_normalize(raw), starts, ends, a.duration,
                 a.source_rate, a.channels,

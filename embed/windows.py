@@ -10,9 +10,22 @@
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from tunelens.embed.base import Blocks, normalize_blocks
+
+
+def window_samples(window_seconds: float, sample_rate: int) -> int:
+    return int(round(window_seconds * sample_rate))
+
+
+def window_times(starts: Sequence[int], sample_rate: int, window_seconds: float,
+                 duration: float) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end seconds of windows starting at these samples: a window ends with the track at the latest."""
+    s = np.asarray(starts, dtype=np.float64) / sample_rate
+    return s, np.minimum(s + window_seconds, duration)
 
 
 def window_starts(n_samples: int, window: int, hop: int | None = None) -> list[int]:

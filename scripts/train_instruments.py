@@ -114,7 +114,7 @@ def augment(samples: np.ndarray, sr: int, seed: int) -> np.ndarray:
 
 def _features_of(job: tuple[str, int | None]) -> np.ndarray:
     from tunelens.embed.audio import decoded, read_audio
-    from tunelens.embed.windows import make_windows
+    from tunelens.embed.windows import make_windows, window_samples
 
     path, seed = job
     enc = _worker_encoder
@@ -122,7 +122,7 @@ def _features_of(job: tuple[str, int | None]) -> np.ndarray:
     samples = decoded(data, sr, enc.sample_rate).samples
     if seed is not None:
         samples = augment(samples, enc.sample_rate, seed)
-    windows, _ = make_windows(samples, int(round(enc.window_seconds * enc.sample_rate)))
+    windows, _ = make_windows(samples, window_samples(enc.window_seconds, enc.sample_rate))
     return enc.features(windows).astype(np.float32)
 
 

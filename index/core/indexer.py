@@ -129,21 +129,14 @@ def _row(f: FoundFile, track_id: str, extra: dict | None, emb, error: str | None
 
 
 def _stage(lib: Library, done: list[EmbeddedFile[FoundFile]], ids: dict[str, str], names: list[str] | None) -> Path:
-    oks = [r.embedding for r in done if r.embedding is not None]
-    dim = lib.dim
-    batch = StagedBatch(
-        rows=[_row(r.item, ids[str(r.item.path)], r.extra, r.embedding, r.error, names) for r in done],
-        track_vecs=np.stack([e.track_vector for e in oks]) if oks else np.zeros((0, dim), np.float32),
-        window_vecs=np.concatenate([e.window_vectors for e in oks]) if oks else np.zeros((0, dim), np.float32),
-        window_counts=np.array([len(e.window_vectors) for e in oks], np.int64),
-        window_starts=np.concatenate([e.window_starts for e in oks]) if oks else np.zeros(0),
-        window_ends=np.concatenate([e.window_ends for e in oks]) if oks else np.zeros(0),
-    )
-    return lib.stage(batch)
+    rows = [_row(r.item, ids[str(r.item.path)], r.extra, r.embedding, r.error, names) for r in done]
+    return lib.stage(StagedBatch.of(rows, [r.embedding for r in done if r.embedding is not None], lib.dim))
 
 
-def _embedded(todo: list[FoundFile], encoder: AudioTextEncoder, config: IndexConfig) -> Iterator[EmbeddedFile]:
-    """An `EmbeddedFile` for every file to do, from the engine the config names."""
+def embed_items(todo: list, encoder: AudioTextEncoder, config: IndexConfig, path_of: Callable = _path,
+                prepare_extra: Callable | None = _extra, measure_quality: bool = True) -> Iterator[EmbeddedFile]:
+    """An `EmbeddedFile` for every item to do, from the engine the config names (worker processes, Ray, or this
+    process). `path_of` and `prepare_extra` go to worker processes, so they must be module-level functions."""
     processes = config.processes_for(encoder)
     if config.engine == "ray" or processes > 0:
         on_gpu = str(getattr(encoder, "device", "cpu")).startswith("cuda")
@@ -155,17 +148,16 @@ def _embedded(todo: list[FoundFile], encoder: AudioTextEncoder, config: IndexCon
             encoder.name,
             EncoderOptions(device="cuda" if on_gpu else "cpu", batch_size=getattr(encoder, "batch_size", 16)),
             batch_windows=config.batch_windows,
-            measure_quality=True,
+            measure_quality=measure_quality,
         )
         if config.engine == "ray":
             from tunelens.embed.ray_engine import embed_ray
 
-            return embed_ray(
-                todo, spec, address=config.ray_address, actors=processes or None, path_of=_path, prepare_extra=_extra
-            )
-        return embed_processes(todo, spec, processes, path_of=_path, prepare_extra=_extra)
-    return embed_stream(todo, encoder, path_of=_path, prepare_extra=_extra, workers=config.workers,
-                        batch_windows=config.batch_windows, measure_quality=True)
+            return embed_ray(todo, spec, address=config.ray_address, actors=processes or None, path_of=path_of,
+                             prepare_extra=prepare_extra)
+        return embed_processes(todo, spec, processes, path_of=path_of, prepare_extra=prepare_extra)
+    return embed_stream(todo, encoder, path_of=path_of, prepare_extra=prepare_extra, workers=config.workers,
+                        batch_windows=config.batch_windows, measure_quality=measure_quality)
 
 
 def _model(existing: Library | None, model: AudioTextEncoder | str | None, config: IndexConfig) -> AudioTextEncoder:
@@ -298,7 +290,7 @@ def index_folder(library: str | Path, music_dir: str | Path, encoder: AudioTextE
         since_commit = 0
         # a new library commits early, so that it can be searched while the rest is indexed
         commit_every = min(config.commit_every, FIRST_COMMIT) if not len(lib.ok_tracks()) else config.commit_every
-        for result in _embedded(todo, encoder, config):
+        for result in embed_items(todo, encoder, config):
             done.append(result)
             if result.embedding is not None:
                 report.indexed += 1

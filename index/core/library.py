@@ -38,16 +38,29 @@ from tunelens.index.core.schema import CATALOG_SCHEMA, VECTOR_COLUMNS, WINDOW_SC
 from tunelens.index.vectors.choice import IndexChoice, build
 from tunelens.index.vectors.vector_index import VectorIndex, gpu_count
 
+TABLES = ("catalog.parquet", "tracks.npy", "windows.npy", "windows.parquet")  # nothing can be read without them
+CORE_FILES = (*TABLES, "tracks.faiss", "windows.faiss")  # what one commit writes, beside manifest.json
+
 
 class LibraryError(RuntimeError):
     """A library that cannot be used as asked; the message says why and what to do."""
 
 
+def first_line(reason: object) -> str:
+    """An error or reason as one short line: its first line, or its type when it says nothing."""
+    text = str(reason).strip()
+    return text.splitlines()[0][:160] if text else type(reason).__name__
+
+
 def damage_sentence(root: Path, name: str, reason: object, effect: str = "so this library cannot be used") -> str:
     """One sentence for a damaged library file: which, why, what it means and what to run."""
-    why = str(reason).strip().splitlines()[0][:160] if str(reason).strip() else type(reason).__name__
-    return (f"{name} in {root} is damaged ({why}), {effect}. Run `tunelens repair --library {root}`: it rebuilds "
-            "what can be derived and embeds again only tracks whose vectors are lost")
+    return (f"{name} in {root} is damaged ({first_line(reason)}), {effect}. Run `tunelens repair --library {root}`: "
+            "it rebuilds what can be derived and embeds again only tracks whose vectors are lost")
+
+
+def _manifest_sentence(root: Path, state: str) -> str:
+    return (f"manifest.json in {root} is {state}, so this library cannot be used. Run `tunelens repair --library "
+            f"{root} --model MODEL` with the model that made it (the vectors are checked against it)")
 
 
 @dataclass
@@ -69,6 +82,18 @@ class StagedBatch:
                     window_counts=self.window_counts, window_starts=self.window_starts, window_ends=self.window_ends,
                 )
         os.replace(write_tmp(path, write), path)
+
+    @classmethod
+    def of(cls, rows: list[dict], embeddings: list, dim: int) -> StagedBatch:
+        """The batch of catalog `rows` with the `TrackEmbedding`s of the rows that succeeded, in order."""
+        return cls(
+            rows,
+            np.stack([e.track_vector for e in embeddings]) if embeddings else np.zeros((0, dim), np.float32),
+            np.concatenate([e.window_vectors for e in embeddings]) if embeddings else np.zeros((0, dim), np.float32),
+            np.array([len(e.window_vectors) for e in embeddings], np.int64),
+            np.concatenate([e.window_starts for e in embeddings]) if embeddings else np.zeros(0),
+            np.concatenate([e.window_ends for e in embeddings]) if embeddings else np.zeros(0),
+        )
 
     @classmethod
     def load(cls, path: Path) -> StagedBatch:
@@ -97,10 +122,8 @@ class Library:
     def open(cls, root: str | Path, pipeline: PipelineSpec | None = None) -> Library:
         root = Path(root)
         if not (root / "manifest.json").exists():
-            if any((root / name).exists() for name in ("catalog.parquet", "tracks.npy", "windows.npy")):
-                raise LibraryError(f"manifest.json in {root} is missing, so this library cannot be used. Run "
-                                   f"`tunelens repair --library {root} --model MODEL` with the model that made it "
-                                   "(the vectors are checked against it)")
+            if any((root / name).exists() for name in TABLES):
+                raise LibraryError(_manifest_sentence(root, "missing"))
             raise LibraryError(f"{root} is not a tunelens library (no manifest.json); create one with `tunelens index`")
         files: dict[str, object] = {}
         for _ in range(200):
@@ -116,10 +139,7 @@ class Library:
         try:
             manifest = Manifest.load(root / "manifest.json")
         except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:
-            why = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-            raise LibraryError(f"manifest.json in {root} is damaged ({why}), so this library cannot be used. Run "
-                               f"`tunelens repair --library {root} --model MODEL` with the model that made it (the "
-                               "vectors are checked against it)") from None
+            raise LibraryError(_manifest_sentence(root, f"damaged ({first_line(e)})")) from None
         if manifest.format_version > FORMAT_VERSION:
             raise LibraryError(f"{root} was written by a newer tunelens (library format {manifest.format_version}, "
                                f"this one reads up to {FORMAT_VERSION}); upgrade tunelens to use it")
@@ -267,8 +287,7 @@ class Library:
         try:
             return VectorIndex.load(path, info if isinstance(info, dict) else {}, vectors)
         except Exception as e:  # noqa: BLE001 - derived from the vectors: search them exactly instead
-            self.index_problems[f"{name}.faiss"] = str(e).strip().splitlines()[0][:160] if str(e).strip() else (
-                type(e).__name__)
+            self.index_problems[f"{name}.faiss"] = first_line(e)
             return VectorIndex.build(np.asarray(vectors))
 
     def index_choice(self) -> IndexChoice:
@@ -287,9 +306,8 @@ class Library:
         from tunelens.index.core.captions import CaptionStore, MeasureStore
 
         problems: list[tuple[str, str]] = []
-        core = [("catalog.parquet", lambda: self.catalog), ("tracks.npy", self.track_vectors),
-                ("windows.npy", self.window_vectors), ("windows.parquet", self.windows_table)]
-        for name, read in core:
+        reads = (lambda: self.catalog, self.track_vectors, self.window_vectors, self.windows_table)
+        for name, read in zip(TABLES, reads):
             try:
                 read()
             except LibraryError as e:
@@ -316,10 +334,11 @@ class Library:
         """Raise the first damaged core file (catalog, vectors, windows table, FAISS indexes): a run that adds to
         the library must not build on it (`tunelens repair` first)."""
         for name, sentence in self.health():
-            if name in ("catalog.parquet", "tracks.npy", "windows.npy", "windows.parquet", "tracks.faiss",
-                        "windows.faiss"):
-                raise LibraryError(sentence.replace(", so searches fall back to exact (slower) search",
-                                                    ", so this library cannot be added to"))
+            if name in self.index_problems:  # searchable, exactly; but a commit must not build on it
+                raise LibraryError(damage_sentence(self.root, name, self.index_problems[name],
+                                                   "so this library cannot be added to"))
+            if name in TABLES:
+                raise LibraryError(sentence)
 
     def summary(self) -> dict:
         """Counts, model, pipeline, index choice, failed files and damaged files, as `tunelens info --json`
@@ -328,7 +347,7 @@ class Library:
         from tunelens.index.core.captions import MeasureStore
 
         problems = self.health()
-        if problems and problems[0][0] in ("catalog.parquet", "tracks.npy", "windows.npy", "windows.parquet"):
+        if problems and problems[0][0] in TABLES:
             raise LibraryError(problems[0][1])
         ok = self.catalog.filter(pl.col("status") == "ok")
         failed = self.failed()
@@ -434,8 +453,6 @@ class Library:
         merged = pl.concat([keep.drop(*VECTOR_COLUMNS), staged_df], how="vertical").sort("path")
 
         old_tracks, old_windows, old_wtab = self.track_vectors(), self.window_vectors(), self.windows_table()
-        names = ("tracks.npy", "windows.npy", "windows.parquet", "tracks.faiss", "windows.faiss", "catalog.parquet",
-                 "manifest.json")
         tag = uuid.uuid4().hex[:12]  # this commit's temp files are its own (see the module docstring)
         try:
             ok_paths = merged.filter(pl.col("status") == "ok")["path"].to_list()
@@ -496,7 +513,7 @@ class Library:
                     "remove": [str(p.relative_to(self.root)) for p in batch_files]}
             atomic_write_json(self.root / "COMMIT.json", plan)
         except Exception as e:  # nothing renamed yet: drop the temp files (a full disk needs the space back)
-            for name in names:
+            for name in (*CORE_FILES, "manifest.json"):
                 tmp_path(self.root / name, tag).unlink(missing_ok=True)
             if not isinstance(e, DiskFullError) and is_disk_full(e, self.root):
                 raise DiskFullError(self.root / "catalog.parquet", "the library's new files") from None
@@ -533,9 +550,6 @@ def _load_vectors(path: Path, dim: int) -> np.ndarray:
     if not path.exists():
         return np.zeros((0, dim), np.float32)
     return np.load(path, mmap_mode="r")
-
-
-CORE_FILES = ("catalog.parquet", "tracks.npy", "windows.npy", "windows.parquet", "tracks.faiss", "windows.faiss")
 
 
 def _stamp(path: Path) -> tuple | None:

@@ -33,11 +33,10 @@ import polars as pl
 
 from tunelens.embed.base import AudioTextEncoder, EncoderOptions, PipelineSpec
 from tunelens.index.core.atomic import atomic_write_json
-from tunelens.index.core.library import Library, LibraryError, StagedBatch, _Lock
+from tunelens.index.core.library import CORE_FILES, Library, LibraryError, StagedBatch, _Lock, first_line
 from tunelens.index.core.manifest import Manifest
 from tunelens.index.core.schema import VECTOR_COLUMNS, WINDOW_SCHEMA
 
-CORE = ("catalog.parquet", "tracks.npy", "windows.npy", "windows.parquet", "tracks.faiss", "windows.faiss")
 ProgressFn = Callable[[int, int], None]
 
 
@@ -86,20 +85,20 @@ def salvage_vectors(path: Path, rows: int, dim: int) -> tuple[np.ndarray, np.nda
 def window_table(ok: pl.DataFrame, pipeline: PipelineSpec) -> pl.DataFrame:
     """The windows table a commit writes, derived from the catalog's ok rows (in vector order): each track's
     windows follow the versioned windowing rule over its decoded length."""
-    from tunelens.embed.windows import window_starts
+    from tunelens.embed.windows import window_samples, window_starts, window_times
 
     sr, window_s = pipeline.sample_rate, pipeline.window_seconds
-    window = int(round(window_s * sr))
+    window = window_samples(window_s, sr)
     ids, nums, starts, ends = [], [], [], []
     for tid, duration, count in ok.select("track_id", "duration", "window_count").iter_rows():
-        n_samples = int(round(float(duration) * sr))
-        s = np.array(window_starts(n_samples, window), np.float64)[:count] / sr
-        if len(s) != count:
-            raise ValueError(f"track {tid}: {count} windows in the catalog, {len(s)} by the windowing rule")
+        first = window_starts(int(round(float(duration) * sr)), window)[:count]
+        if len(first) != count:
+            raise ValueError(f"track {tid}: {count} windows in the catalog, {len(first)} by the windowing rule")
+        s, e = window_times(first, sr, window_s, float(duration))
         ids.extend([tid] * count)
         nums.extend(range(count))
         starts.append(s)
-        ends.append(np.minimum(s + window_s, float(duration)))
+        ends.append(e)
     return pl.DataFrame(
         {"track_id": ids, "window": nums, "start_s": np.concatenate(starts) if starts else [],
          "end_s": np.concatenate(ends) if ends else []},
@@ -117,12 +116,11 @@ def _row_path(row: dict) -> Path:
     return Path(row["path"])
 
 
-def _embed_again(lib: Library, rows: pl.DataFrame, encoder: AudioTextEncoder, processes: int,
+def _embed_again(lib: Library, rows: pl.DataFrame, encoder: AudioTextEncoder, processes: int | None,
                  progress: ProgressFn | None) -> tuple[StagedBatch, list[tuple[str, str]]]:
-    """Embed the catalog `rows` again from their files; rows whose file changed or cannot be read are left out
-    (returned with the reason)."""
-    from tunelens.embed.parallel import WorkerSpec, embed_processes
-    from tunelens.embed.pipeline import embed_stream
+    """Embed the catalog `rows` again from their files, on the engine `tunelens index` would use; rows whose file
+    changed or cannot be read are left out (returned with the reason)."""
+    from tunelens.index.core.indexer import IndexConfig, embed_items
 
     usable, dropped = [], []
     for r in rows.iter_rows(named=True):
@@ -135,32 +133,18 @@ def _embed_again(lib: Library, rows: pl.DataFrame, encoder: AudioTextEncoder, pr
             dropped.append((r["rel_path"], "the file changed since it was indexed"))
             continue
         usable.append(r)
-    if processes > 0 and usable:
-        spec = WorkerSpec(encoder.name, EncoderOptions(device="cpu"), measure_quality=False)
-        results = embed_processes(usable, spec, processes, path_of=_row_path)
-    else:
-        results = embed_stream(usable, encoder, path_of=_row_path, workers=2)
-    kept, tracks, windows, counts, starts, ends = [], [], [], [], [], []
+    kept, embeddings = [], []
+    results = embed_items(usable, encoder, IndexConfig(processes=processes), path_of=_row_path, prepare_extra=None,
+                          measure_quality=False) if usable else []
     for n, res in enumerate(results, 1):
         if res.embedding is None:
             dropped.append((res.item["rel_path"], res.error or "could not be embedded"))
         else:
-            e = res.embedding
             kept.append({k: v for k, v in res.item.items() if k not in VECTOR_COLUMNS})
-            tracks.append(e.track_vector)
-            windows.append(e.window_vectors)
-            counts.append(len(e.window_vectors))
-            starts.append(e.window_starts)
-            ends.append(e.window_ends)
+            embeddings.append(res.embedding)
         if progress:
             progress(n, len(usable))
-    dim = lib.dim
-    batch = StagedBatch(
-        kept, np.stack(tracks) if tracks else np.zeros((0, dim), np.float32),
-        np.concatenate(windows) if windows else np.zeros((0, dim), np.float32), np.array(counts, np.int64),
-        np.concatenate(starts) if starts else np.zeros(0), np.concatenate(ends) if ends else np.zeros(0),
-    )
-    return batch, dropped
+    return StagedBatch.of(kept, embeddings, lib.dim), dropped
 
 
 def _check_model(lib: Library, tracks: np.ndarray, lost: np.ndarray, encoder: AudioTextEncoder) -> None:
@@ -194,9 +178,9 @@ def repair_library(library: str | Path, model: AudioTextEncoder | str | None = N
     report = RepairReport()
     if not root.is_dir():
         raise LibraryError(f"{root} is not a folder")
-    procs = processes if processes is not None else ((os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0)
     with _Lock(root / ".lock") as lock:
         encoder = model if model is not None and not isinstance(model, str) else None
+        manifest_rebuilt = False
         # 1. the manifest: without it nothing can be read. A rebuilt one is written by the commit below, after a
         # kept vector has been checked against its model.
         try:
@@ -207,6 +191,7 @@ def repair_library(library: str | Path, model: AudioTextEncoder | str | None = N
             report.damaged.append(("manifest.json", str(e)))
             encoder = encoder or load_encoder(model, EncoderOptions(device="cpu"))
             lib = Library(root, Manifest(PipelineSpec.for_encoder(encoder)))
+            manifest_rebuilt = True
             report.actions.append(f"rebuilt manifest.json for model {encoder.name!r}")
         encoder = encoder or lib.encoder("cpu")
 
@@ -220,7 +205,7 @@ def repair_library(library: str | Path, model: AudioTextEncoder | str | None = N
                     f"catalog.parquet in {root} is lost and cannot be derived from the vectors; run `tunelens "
                     f"repair --library {root} --music FOLDER` with the music folder, which is indexed again (captions "
                     "and measurements are kept)") from None
-            for name in CORE:
+            for name in CORE_FILES:
                 if (root / name).exists():
                     _set_aside(root / name)
             # the indexes went aside with the vectors: the manifest keeps only what was asked for
@@ -232,7 +217,7 @@ def repair_library(library: str | Path, model: AudioTextEncoder | str | None = N
 
             lock.__exit__(None, None, None)  # the indexer takes the lock itself
             try:
-                rep = index_folder(root, music, encoder, IndexConfig(processes=procs))
+                rep = index_folder(root, music, encoder, IndexConfig(processes=processes))
             finally:
                 lock.__enter__()
             report.reembedded += rep.indexed
@@ -241,8 +226,8 @@ def repair_library(library: str | Path, model: AudioTextEncoder | str | None = N
 
         # 3. vectors, windows table, FAISS indexes
         problems = dict(lib.health()) if (root / "catalog.parquet").exists() else {}
-        core_damage = {n: why for n, why in problems.items() if n in CORE}
-        if "manifest.json" in dict(report.damaged) or core_damage:
+        core_damage = {n: why for n, why in problems.items() if n in CORE_FILES}
+        if manifest_rebuilt or core_damage:
             report.damaged.extend((n, why) for n, why in core_damage.items())
             ok = lib.ok_tracks()
             n_windows = int(ok["window_count"].sum() or 0)
@@ -253,7 +238,7 @@ def repair_library(library: str | Path, model: AudioTextEncoder | str | None = N
             for i, (off, cnt) in enumerate(zip(offsets, counts)):
                 if lost_w[off : off + cnt].any():
                     lost[i] = True
-            if "manifest.json" in dict(report.damaged) and (~lost).any():
+            if manifest_rebuilt and (~lost).any():
                 _check_model(lib, tracks, lost, encoder)
             try:
                 wtab = window_table(ok, lib.manifest.pipeline)
@@ -263,7 +248,7 @@ def repair_library(library: str | Path, model: AudioTextEncoder | str | None = N
             dropped_paths: set[str] = set()
             batch_files = []
             if len(redo):
-                batch, dropped = _embed_again(lib, redo, encoder, procs, progress)
+                batch, dropped = _embed_again(lib, redo, encoder, processes, progress)
                 report.reembedded += len(batch.rows)
                 report.dropped = dropped
                 keep_rel = {rel for rel, _ in dropped}
@@ -292,7 +277,7 @@ def repair_library(library: str | Path, model: AudioTextEncoder | str | None = N
                 try:
                     pl.read_parquet(path).select(list(store.schema))
                 except Exception as e:  # noqa: BLE001
-                    report.damaged.append((str(path.relative_to(root)), str(e).splitlines()[0][:160]))
+                    report.damaged.append((str(path.relative_to(root)), first_line(e)))
                     _set_aside(path)
                     redo_with = "tunelens caption" if store.main.stem == "captions" else "tunelens index"
                     report.actions.append(f"set {path.relative_to(root)} aside as .damaged (`{redo_with}` redoes "
@@ -303,21 +288,21 @@ def repair_library(library: str | Path, model: AudioTextEncoder | str | None = N
                 try:
                     pl.read_parquet(path)
                 except Exception as e:  # noqa: BLE001
-                    report.damaged.append((name, str(e).splitlines()[0][:160]))
+                    report.damaged.append((name, first_line(e)))
                     path.unlink()
                     report.actions.append(f"removed {name} (derived; computed again when asked for)")
         for path in sorted((root / "playlists").glob("*.json")) if (root / "playlists").exists() else []:
             try:
                 json.loads(path.read_text())
             except (ValueError, UnicodeDecodeError) as e:
-                report.damaged.append((f"playlists/{path.name}", str(e)[:160]))
+                report.damaged.append((f"playlists/{path.name}", first_line(e)))
                 _set_aside(path)
                 report.actions.append(f"set playlists/{path.name} aside as .damaged")
-        for path in Library(root, lib.manifest).staged_batches():
+        for path in lib.staged_batches():
             try:
                 StagedBatch.load(path)
             except Exception as e:  # noqa: BLE001
-                report.damaged.append((f"staging/{path.name}", str(e).splitlines()[0][:160]))
+                report.damaged.append((f"staging/{path.name}", first_line(e)))
                 path.unlink()
                 report.actions.append(f"removed staging/{path.name} (its files are embedded by the next index)")
     report.seconds = time.time() - t0

@@ -7,8 +7,7 @@ durations an edit could explain; each is confirmed by aligning the two fingerpri
 scoring the part they share, because two different pieces for the same instruments at the same tempo sit
 just as close in an embedding space. Confirmed pairs are joined into clusters, each with a suggested keeper
 (lossless over lossy, then the complete version over an edit, then higher bitrate) and every other copy's
-relation to it ("same
-recording", "edit: 12 s shorter at the start").
+relation to it ("same recording", "edit: 12 s shorter at the start").
 
     duplicates.parquet   one row per track in a cluster: cluster, track_id, keeper, how it matched, relation
 """
@@ -148,6 +147,8 @@ def find_duplicates(
         third copy)."""
         if exact_of.get(row, row) == exact_of.get(keeper, keeper):
             return IDENTICAL
+        if keeper < row and (keeper, row) in pairs:  # aligned already, the keeper first
+            return pairs[(keeper, row)]["relation"]
         fk, fr = (prints.get(exact_of.get(r, r)) for r in (keeper, row))
         if fk is None or fr is None:
             return pairs.get((min(keeper, row), max(keeper, row)), {}).get("relation") or "same recording"
