@@ -133,8 +133,8 @@ def _stage(lib: Library, done: list[EmbeddedFile[FoundFile]], ids: dict[str, str
     return lib.stage(StagedBatch.of(rows, [r.embedding for r in done if r.embedding is not None], lib.dim))
 
 
-def embed_items(todo: list, encoder: AudioTextEncoder, config: IndexConfig, path_of: Callable = _path,
-                prepare_extra: Callable | None = _extra, measure_quality: bool = True) -> Iterator[EmbeddedFile]:
+def embed_items(todo: list, encoder: AudioTextEncoder, config: IndexConfig, path_of: Callable,
+                prepare_extra: Callable | None, measure_quality: bool) -> Iterator[EmbeddedFile]:
     """An `EmbeddedFile` for every item to do, from the engine the config names (worker processes, Ray, or this
     process). `path_of` and `prepare_extra` go to worker processes, so they must be module-level functions."""
     processes = config.processes_for(encoder)
@@ -290,7 +290,7 @@ def index_folder(library: str | Path, music_dir: str | Path, encoder: AudioTextE
         since_commit = 0
         # a new library commits early, so that it can be searched while the rest is indexed
         commit_every = min(config.commit_every, FIRST_COMMIT) if not len(lib.ok_tracks()) else config.commit_every
-        for result in embed_items(todo, encoder, config):
+        for result in embed_items(todo, encoder, config, _path, _extra, measure_quality=True):
             done.append(result)
             if result.embedding is not None:
                 report.indexed += 1
