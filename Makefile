@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: install chromium test test-fast demo app serve clean
+LAION_ENV := .laion-env
+
+.PHONY: install chromium laion-env test test-fast demo app serve clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +23,15 @@ chromium:
 	@command -v chromium >/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium \
 		|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium))
 
-test: install chromium
+# The LAION-CLAP parity test's own environment: the original laion_clap code pins numpy<2, so it never enters .venv.
+$(LAION_ENV)/.ready: tests/laion/make_env.sh tests/laion/requirements.txt
+	PYTHON=$(PYTHON) bash tests/laion/make_env.sh $(LAION_ENV)
+
+laion-env: $(LAION_ENV)/.ready
+
+test: install chromium laion-env
 	$(BIN)/ruff check .
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+	HF_HUB_OFFLINE=1 TUNELENS_LAION_ENV=$(abspath $(LAION_ENV)) $(BIN)/python -m pytest -q tests
 
 test-fast: install
 	$(BIN)/ruff check .
@@ -47,4 +55,4 @@ serve: demo
 	HF_HUB_OFFLINE=1 $(BIN)/tunelens serve --library $(DEMO)/library
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache
+	rm -rf $(VENV) $(LAION_ENV) $(DEMO) .pytest_cache

