@@ -39,6 +39,15 @@ def test_port_matches_the_original_tf_graph(musicnn, model_i, model, name):
     assert np.abs(logits.numpy() - _golden(f"{name}.{model}_musicnn.logits.npy")).max() <= 1e-3
 
 
+@pytest.mark.parametrize("model_i,model", [(0, "MTT"), (1, "MSD")])
+@pytest.mark.parametrize("name", NAMES)
+def test_default_onnx_runtime_matches_the_original_tf_graph(musicnn, model_i, model, name):
+    mel = torch.from_numpy(_golden(f"{name}.mel.npy"))
+    logits, pen = musicnn._run_onnx(musicnn.sessions[model_i], mel)
+    assert np.abs(torch.sigmoid(logits).numpy() - _golden(f"{name}.{model}_musicnn.taggram.npy")).max() <= 1e-4
+    assert np.abs(pen.numpy() - _golden(f"{name}.{model}_musicnn.penultimate.npy")).max() <= 1e-3
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_front_end_matches_librosa_mel(musicnn, name):
     audio = _golden(f"{name}.audio16k.npy")

@@ -85,6 +85,7 @@ def test_the_wheel_holds_only_the_tunelens_package_and_its_weights(tmp_path):
     for needed in ("tunelens/__init__.py", "tunelens/app/cli.py", "tunelens/index/core/library.py",
                    "tunelens/index/vectors/faiss_module.py", "tunelens/embed/weights/musicnn_MTT.safetensors",
                    "tunelens/embed/weights/musicnn_MSD.safetensors", "tunelens/embed/weights/musicnn_tags.json",
+                   "tunelens/embed/weights/musicnn_MTT.onnx", "tunelens/embed/weights/musicnn_MSD.onnx",
                    "tunelens/embed/weights/instruments.safetensors", "tunelens/embed/weights/instruments.json",
                    "tunelens/embed/weights/descriptors.json", "tunelens/embed/weights/key_model.safetensors",
                    "tunelens/caption/weights/calibration.json"):
