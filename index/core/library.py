@@ -22,6 +22,7 @@ import errno
 import fcntl
 import json
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ class StagedBatch:
 
     @classmethod
     def load(cls, path: Path) -> StagedBatch:
-        with np.load(path) as z:
+        with _NPY_HEADER_LOCK, np.load(path) as z:
             return cls(json.loads(str(z["rows"][0])), z["track_vecs"], z["window_vecs"], z["window_counts"],
                        z["window_starts"], z["window_ends"])
 
@@ -546,10 +547,17 @@ def _new_vectors(path: Path, n: int, dim: int, tag: str = "") -> np.memmap:
     return vectors
 
 
+# numpy parses a .npy header with ast.literal_eval, and CPython 3.11 before 3.11.9 raises "SystemError: AST
+# constructor recursion depth mismatch" when two threads parse at once (server requests, app sessions, readers
+# during a commit all open libraries in threads): one header at a time.
+_NPY_HEADER_LOCK = threading.Lock()
+
+
 def _load_vectors(path: Path, dim: int) -> np.ndarray:
     if not path.exists():
         return np.zeros((0, dim), np.float32)
-    return np.load(path, mmap_mode="r")
+    with _NPY_HEADER_LOCK:
+        return np.load(path, mmap_mode="r")
 
 
 def _stamp(path: Path) -> tuple | None:
