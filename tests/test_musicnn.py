@@ -221,3 +221,28 @@ def test_a_failed_query_export_falls_back_to_torch_with_one_line(tmp_path, monke
     assert minilm_onnx.load(model_dir, lambda t: None) is None
     assert minilm_onnx.load(model_dir, lambda t: None) is None
     assert capsys.readouterr().err.count("queries are encoded on torch") == 1
+
+
+def test_queries_from_many_threads_get_the_vectors_one_thread_gets(musicnn):
+    """The server encodes queries on many threads at once: none fails ("Already borrowed") or gets another's vector."""
+    import threading
+
+    queries = ["slow piano", "a choir", "fast drums and distorted guitar", "harpsichord", "calm ambient strings"]
+    want = {q: musicnn.embed_text([q]) for q in queries}
+    errors, wrong = [], []
+
+    def ask(i: int) -> None:
+        for k in range(40):
+            q = queries[(i + k) % len(queries)]
+            try:
+                if not np.array_equal(musicnn.embed_text([q]), want[q]):
+                    wrong.append(q)
+            except Exception as e:  # noqa: BLE001 - any failure is the finding
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and not wrong, (errors[:2], wrong[:2])
