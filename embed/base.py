@@ -98,8 +98,37 @@ def note_once(message: str) -> None:
         print(f"note: {message}", file=sys.stderr)
 
 
+RUNTIME_ENV = "TUNELENS_RUNTIME"  # "torch" keeps every model on torch; by default the CPU uses ONNX Runtime
 ORT_MISSING = ("onnxruntime is not installed, so tunelens runs its models on torch (slower); "
                "`pip install onnxruntime` speeds them up")
+
+
+def onnxruntime_or_none():
+    """The onnxruntime module, or None where torch must run the models: $TUNELENS_RUNTIME=torch, or onnxruntime
+    missing (one line says so)."""
+    if os.environ.get(RUNTIME_ENV, "onnxruntime").lower() == "torch":
+        return None
+    try:
+        import onnxruntime
+    except ImportError:
+        note_once(ORT_MISSING)
+        return None
+    return onnxruntime
+
+
+def onnx_session(model: Path | bytes, threads: int):
+    """An ONNX Runtime CPU session on `threads` threads that sleep when idle (spinning threads would take the cores
+    other work needs), or None where torch must run (`onnxruntime_or_none`)."""
+    ort = onnxruntime_or_none()
+    if ort is None:
+        return None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(model) if isinstance(model, Path) else model, options,
+                                providers=["CPUExecutionProvider"])
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -148,9 +148,7 @@ def convert_state_dict(sd: dict) -> dict:
         if _DROPPED.search(key):
             continue
         if ".attn.qkv." in key:
-            base = key.replace(".attn.qkv.", ".attention.self.")
-            for _ in range(2):
-                base = _rename(base)
+            base = _rename(key.replace(".attn.qkv.", ".attention.self."))
             q, k, v = value.chunk(3, dim=0)
             head, _, kind = base.rpartition(".")
             out.update({f"{head}.query.{kind}": q, f"{head}.key.{kind}": k, f"{head}.value.{kind}": v})
@@ -186,7 +184,7 @@ def find_tokenizer(path: Path):
     cache (where `laion_clap` itself leaves it)."""
     from transformers import AutoTokenizer
 
-    from tunelens.embed.hf import quiet_transformers
+    from tunelens.embed.hf import check_tokenizer, quiet_transformers
 
     quiet_transformers()
     beside = path.parent / "roberta-base"
@@ -202,9 +200,12 @@ def find_tokenizer(path: Path):
                 raise CheckpointError(f"{TOKENIZER_ENV}={source} holds no readable tokenizer (it needs vocab.json "
                                       f"and merges.txt from roberta-base)") from None
             continue
-        if len(tok) > 0 and tok("music")["input_ids"]:
-            tok.model_max_length = TEXT_CONTEXT
-            return tok
+        try:
+            check_tokenizer(tok, source)
+        except ModelUnavailableError:  # loaded empty (its files are missing): try the next place
+            continue
+        tok.model_max_length = TEXT_CONTEXT
+        return tok
     raise CheckpointError(
         f"{path}: its text side needs the roberta-base tokenizer it was trained with, and none is on this machine. "
         f"Put vocab.json and merges.txt from https://huggingface.co/FacebookAI/roberta-base into {beside}/ (or set "

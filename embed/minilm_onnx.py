@@ -90,14 +90,9 @@ class OnnxQueryEncoder:
 def load(model_dir: Path, reference, max_tokens: int = 256) -> OnnxQueryEncoder | None:
     """The ONNX Runtime query encoder for the MiniLM in `model_dir`, exporting it on first use; None (with one line
     why) where it cannot run or disagrees with `reference` (texts → torch's unit vectors) by more than MAX_DIFF."""
-    if os.environ.get("TUNELENS_RUNTIME", "onnxruntime").lower() == "torch":
-        return None
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        from tunelens.embed.base import ORT_MISSING, note_once
+    from tunelens.embed.base import onnx_session, onnxruntime_or_none
 
-        note_once(ORT_MISSING)
+    if onnxruntime_or_none() is None:  # nothing to export for
         return None
     target = cache_path(model_dir)
     with _lock:
@@ -105,12 +100,7 @@ def load(model_dir: Path, reference, max_tokens: int = 256) -> OnnxQueryEncoder 
             if not target.is_file():
                 print("preparing the query encoder for ONNX Runtime (once per machine)...", file=sys.stderr)
                 _export(model_dir, target)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            options.inter_op_num_threads = 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            options.log_severity_level = 3
-            session = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+            session = onnx_session(target, 1)
         except Exception as e:  # noqa: BLE001 - no exporter, a damaged cache file, an unwritable cache: use torch
             target.unlink(missing_ok=True)
             _note(str(e).splitlines()[0][:200] if str(e) else type(e).__name__)

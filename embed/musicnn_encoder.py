@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -24,13 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from tunelens.embed.base import (
-    ORT_MISSING,
     Blocks,
     EncoderOptions,
     ModelUnavailableError,
     l2_normalize,
     normalize_blocks,
-    note_once,
+    onnx_session,
     resolve_device,
 )
 
@@ -49,35 +47,21 @@ RECOGNISER_TEXT_PRIOR = 1.0
 REVISION = 5  # 4: the instrument recogniser's tags join the space; 5: each source's block normalised on its own
 INSTRUMENT_PREFIX = "instrument: "  # recogniser tags are named apart from the musicnn tags ("piano" is both)
 WINDOW_SECONDS = 3.0  # musicnn's own input patch: 187 frames of 256 samples at 16 kHz
-# Patches per network call on the CPU. The front-end activations of 4 patches stay in cache, which makes the
-# model ~1.4x faster than in calls of 16; always full (zero-padded) chunks, so a window's vector never
-# depends on the windows beside it.
+# Patches per torch call on the CPU (ONNX Runtime takes one patch per call, `_run_onnx`). The front-end
+# activations of 4 patches stay in cache, which makes the model ~1.4x faster than in calls of 16; always full
+# (zero-padded) chunks, so a window's vector never depends on the windows beside it.
 CPU_CHUNK = 4
 # The taggers' CPU runtime. ONNX Runtime runs the exported graphs (`weights/musicnn_*.onnx`, made from the
 # safetensors weights by `scripts/export_onnx.py`; logits within 6e-6 of torch) 1.5x faster per patch than torch on
 # this project's 2-core machine (`scripts/bench_runtimes.py`); torch stays for GPUs, the random control, and
 # machines without onnxruntime (one line says so). TUNELENS_RUNTIME=torch picks torch.
-RUNTIME_ENV = "TUNELENS_RUNTIME"
 
 
 def onnx_sessions(threads: int) -> list | None:
-    """ONNX Runtime sessions for the MTT and MSD taggers, on `threads` threads that sleep when idle (spinning
-    threads would take the cores other work needs), or None where torch must run them."""
-    if os.environ.get(RUNTIME_ENV, "onnxruntime").lower() == "torch":
-        return None
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        note_once(ORT_MISSING)
-        return None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, threads)
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return [ort.InferenceSession(str(WEIGHTS / f"musicnn_{m}.onnx"), options, providers=["CPUExecutionProvider"])
-            for m in ("MTT", "MSD")]
+    """ONNX Runtime sessions for the MTT and MSD taggers on `threads` threads (`embed.base.onnx_session`), or None
+    where torch must run them."""
+    sessions = [onnx_session(WEIGHTS / f"musicnn_{m}.onnx", threads) for m in ("MTT", "MSD")]
+    return sessions if all(sessions) else None
 
 # What a listener would say for each tag; the text tower matches queries against these.
 TAG_TEXT = {

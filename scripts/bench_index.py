@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from busy import busy_processes  # scripts/busy.py, beside this file
 
 WORDS = "slow fast piano guitar choir organ strings drums calm bright dark solo flute brass harpsichord warm".split()
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--load", type=int, default=0, help="also run each setting with this many busy processes "
-                    "(started and stopped here) competing for the cores; search latency is timed without them")
+                    "(started and stopped here) competing for the cores; search latency is timed under the same load")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="tunelens-bench-"))
     music = args.music
@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         encoder = load_encoder(spec, EncoderOptions(device=args.device))
         for load, procs in ((load, int(w)) for load in sorted({0, args.load}) for w in args.processes.split(",")):
             lib_dir = tmp / f"lib-{name}-{procs}-{load}"
-            hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
-            try:
+            with busy_processes(load):
                 t = time.perf_counter()
                 report = index_folder(lib_dir, music, encoder, IndexConfig(workers=args.workers, processes=procs))
                 dt = time.perf_counter() - t
@@ -80,10 +79,6 @@ def main(argv: list[str] | None = None) -> int:
                     t = time.perf_counter()
                     search_text(lib, encoder, q, k=10)
                     lat.append((time.perf_counter() - t) * 1000)
-            finally:
-                for h in hogs:
-                    h.kill()
-                    h.wait()
             m = report.measures.seconds if report.measures else 0.0
             print(
                 f"{name:<16}{load:>5}{procs:>8}{report.indexed:>7}{report.audio_seconds / 3600:>9.2f}"

