@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+from busy import busy_processes  # scripts/busy.py, beside this file
 
 ORIGINAL = r'''
 import json, sys, time, numpy as np
@@ -115,16 +115,11 @@ def run_tunelens(files: list[str], processes: int = 0) -> float:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         return r["audio_s"] / r["took_s"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    shares = [files[i::processes] for i in range(processes)]
+    shares = [share for share in (files[i::processes] for i in range(processes)) if share]
     procs = [subprocess.Popen([sys.executable, "-c", code, json.dumps(share)], stdout=subprocess.PIPE, text=True,
                               env=env) for share in shares]
     results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     return sum(r["audio_s"] for r in results) / max(r["took_s"] for r in results)
-
-
-def _busy() -> None:
-    while True:
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,10 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'load':>5}{'original, 1 patch/call':>24}{'original, file/call':>21}{'tunelens, 1 process':>21}"
           f"{'tunelens, 2 workers':>21}{'ratio':>8}")
     for load in (int(x) for x in args.load.split(",")):
-        hogs = [multiprocessing.Process(target=_busy, daemon=True) for _ in range(load)]
-        for h in hogs:
-            h.start()
-        try:
+        with busy_processes(load):
             rows = {"patch": [], "file": [], "tunelens": [], "workers": []}
             for _ in range(args.rounds):
                 rows["patch"].append(run_original(python, files, True))
@@ -156,9 +148,6 @@ def main(argv: list[str] | None = None) -> int:
             best = max(med["patch"], med["file"])
             print(f"{load:>5}{med['patch']:>24.1f}{med['file']:>21.1f}{med['tunelens']:>21.1f}{med['workers']:>21.1f}"
                   f"{max(med['tunelens'], med['workers']) / best:>7.2f}x")
-        finally:
-            for h in hogs:
-                h.terminate()
     return 0
 
 
