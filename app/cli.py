@@ -20,6 +20,9 @@ from rich.text import Text
 
 import tunelens
 from tunelens.index.core.display import clean
+from tunelens.index.curation.dupes import DupesConfig
+
+_DUPES = DupesConfig()  # the dupes command's defaults
 
 app = typer.Typer(help="tunelens: text-to-music search over your own music folders, fully offline.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -600,11 +603,13 @@ def tags(file: Path = typer.Argument(..., help="An audio file."),
 def dupes(
     library: Path = LibraryOpt,
     as_json: bool = typer.Option(False, "--json", help="Print clusters as JSON."),
-    min_cosine: float = typer.Option(0.8, help="Candidate pairs: track vectors at least this similar."),
-    max_trim: float = typer.Option(30.0, help="Edits: a copy may lack up to this many seconds (or 20%) at the start "
-                                   "or end."),
-    min_harmony: float = typer.Option(0.93, help="Confirmation: chroma fingerprint agreement."),
-    min_spectral: float = typer.Option(0.8, help="Confirmation: log-mel fingerprint agreement."),
+    min_cosine: float = typer.Option(_DUPES.min_cosine, help="Candidate pairs: track vectors at least this similar."),
+    max_trim: float = typer.Option(_DUPES.edits.max_trim_s, help="Edits: a copy may lack up to this many seconds "
+                                   "(or 20%) at the start or end."),
+    min_harmony: float = typer.Option(_DUPES.min_harmony, help="Confirmation: chroma fingerprint agreement."),
+    min_spectral: float = typer.Option(_DUPES.min_spectral, help="Confirmation: log-mel fingerprint agreement."),
+    max_dynamics: float = typer.Option(_DUPES.max_dynamics_db, help="Confirmation: how far (dB) the two level "
+                                       "contours may part; the same score played with other dynamics parts by more."),
     refresh: bool = typer.Option(False, "--refresh", help="Search again even when saved clusters are current."),
 ) -> None:
     """Find the same recording stored more than once (exact, re-encoded, gain-changed, resampled, down-mixed,
@@ -616,7 +621,7 @@ def dupes(
     from tunelens.index.curation.dupes import DupesConfig, cluster_records
 
     config = DupesConfig(min_cosine=min_cosine, min_harmony=min_harmony, min_spectral=min_spectral,
-                         edits=EditRules(max_trim_s=max_trim))
+                         max_dynamics_db=max_dynamics, edits=EditRules(max_trim_s=max_trim))
     with _friendly_errors(), _bars() as progress:
         result = tunelens.duplicates(library, None if config == DupesConfig() and not refresh else config,
                                      progress=lambda d, t: progress("fingerprinting candidates", d, t))

@@ -8,7 +8,8 @@ or at another tempo. Two sequences, both compared at one time offset found by al
 - spectral shape: 32-band log-mel energies up to 5 kHz, ~11 frames per second, each band's mean removed
   (so gain cancels); it follows the rhythm, which chroma cannot see in drums or unpitched sounds.
 
-A pair is the same recording only when both sequences agree.
+A pair is the same recording only when both sequences agree, their timing does not drift apart across the
+shared part, and their level contours (the mean of the log-mel bands) differ by no more than a constant gain.
 """
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ class Alignment:
     a_seconds: float
     b_seconds: float
     drift_s: float = 0.0  # how far the alignment moves between the start and the end of the shared part
-
+    dynamics_db: float = 0.0  # how far the level contours part, in dB (`_dynamics`): a copy keeps its dynamics
 
     @property
     def head_s(self) -> float:
@@ -207,6 +208,29 @@ def _drift(a: np.ndarray, b: np.ndarray, k: int, rules: EditRules) -> float:
     return float(last - first)
 
 
+def _dynamics(a: np.ndarray, b: np.ndarray, k: int, rules: EditRules) -> float:
+    """How far two level contours part over the overlap at offset k (its fade edges left out), in dB: the median
+    absolute deviation of their difference, each smoothed over a second, b's read at the sub-frame shift that
+    lines it up best (a cut at any sample leaves b up to half a frame off, which on every attack would read as a
+    level change). A copy keeps the original's dynamics up to a constant gain (about 0 dB, whatever its codec);
+    the same score rendered or played again with other dynamics (a swell against an even level) parts by about
+    a dB even where its timing and notes agree. The median leaves out a fade that reaches past the edges, and
+    the silences a codec fills with noise."""
+    from scipy.ndimage import uniform_filter1d
+
+    i, j, n = _overlap(len(a), len(b), k)
+    edge = rules.edge_frames(n)
+    reach = 4
+    if n - 2 * edge < MEL_FPS + 2 * reach:
+        return 0.0
+    la, lb = a[i : i + n].mean(axis=1).astype(np.float64), b[j : j + n].mean(axis=1).astype(np.float64)
+    shift = _local_offset(a[i + edge : i + n - edge], b[j + edge : j + n - edge], reach)
+    frames = np.arange(edge, n - edge)
+    diff = la[frames] - np.interp(frames - shift, np.arange(n), lb)
+    smooth = uniform_filter1d(diff, int(round(MEL_FPS)))
+    return float(np.median(np.abs(smooth - np.median(smooth))))
+
+
 def align(a: Fingerprint, b: Fingerprint, rules: EditRules = EditRules(), candidates: int = 5) -> Alignment:
     """The offset at which b best lines up with a, within what `rules` allow, and the agreement there.
 
@@ -232,4 +256,6 @@ def align(a: Fingerprint, b: Fingerprint, rules: EditRules = EditRules(), candid
         if len(picked) >= candidates:
             break
     drift = _drift(a.mel, b.mel, best[2], rules) / MEL_FPS
-    return Alignment(round(best[0], 4), round(best[1], 4), best[2] / MEL_FPS, a.seconds, b.seconds, round(drift, 3))
+    dynamics = _dynamics(a.mel, b.mel, best[2], rules)
+    return Alignment(round(best[0], 4), round(best[1], 4), best[2] / MEL_FPS, a.seconds, b.seconds, round(drift, 3),
+                     round(dynamics, 3))

@@ -10,7 +10,8 @@ at both, fades (in 2-5 s, out 3-8 s), resampling to another rate, and mono store
 
 Hard negatives, which must never join a cluster: the corpus's other pieces for the same instrument and tempo
 class, and (rendered here from the same score through the same soundfont) the same piece played by another
-instrument and the same piece played 20% faster or slower. A pair counts as found when both files land in one
+instrument, the same piece played 20% faster or slower, and the same piece with the same notes at the same
+times but its level swelling and ebbing over the phrases (velocities scaled by 0.4-1.0 on a 6-16 s cycle). A pair counts as found when both files land in one
 cluster; precision and recall are over all such pairs.
 
 `--no-dupes` runs the detector on a library that holds no duplicates (the development corpus of the "Hear
@@ -31,7 +32,7 @@ import polars as pl
 
 TRANSFORMS = ["wav_copy", "mp3_128k", "mp3_64k", "gain", "trim", "edit_start", "edit_end", "edit_both", "fade",
               "resample", "stereo"]
-NEGATIVES = ["other_instrument", "other_tempo"]
+NEGATIVES = ["other_instrument", "other_tempo", "other_dynamics"]
 
 
 def write_mp3(path: Path, data: np.ndarray, sr: int, bitrate: int = 128_000) -> None:
@@ -110,16 +111,22 @@ def render_negative(kind: str, row: dict, out_dir: Path, rng: random.Random, sou
     demo = _demo_script()
     programs = dict(demo.PROGRAMS)
     instrument, bpm = row["instrument"], float(row["quarter_bpm"])
+    detail = ""
     if kind == "other_instrument":
         instrument = rng.choice(sorted(set(programs) - {instrument}))
-    else:
+    elif kind == "other_tempo":
         bpm *= rng.choice([0.8, 1.2])
     job = demo.Job(row["source"], instrument, bpm, melody_only=bool(row.get("melody_only")))
     events, _ = demo._score_events(job, float(row["duration"]) + 5)
+    if kind == "other_dynamics":  # same notes at the same times, the level swelling and ebbing over phrases
+        period, phase = rng.uniform(6.0, 16.0), rng.uniform(0, 2 * np.pi)
+        events = [(a, b, p, int(np.clip(round(v * (0.7 + 0.3 * np.sin(2 * np.pi * a / period + phase))), 1, 127)))
+                  for a, b, p, v in events]
+        detail = f", velocity swelling every {period:.0f} s"
     audio = demo.render(events, programs[instrument], soundfont)
     path = out_dir / f"{Path(row['file']).stem}__{kind}.flac"
     sf.write(path, audio, demo.SR)
-    return path, f"{instrument} at {bpm:.0f} bpm"
+    return path, f"{instrument} at {bpm:.0f} bpm{detail}"
 
 
 def _demo_script():
@@ -185,7 +192,8 @@ def _config(args):
     d = DupesConfig()
     return DupesConfig(min_cosine=args.min_cosine if args.min_cosine is not None else d.min_cosine,
                        min_harmony=args.min_harmony if args.min_harmony is not None else d.min_harmony,
-                       min_spectral=args.min_spectral if args.min_spectral is not None else d.min_spectral)
+                       min_spectral=args.min_spectral if args.min_spectral is not None else d.min_spectral,
+                       max_dynamics_db=args.max_dynamics_db if args.max_dynamics_db is not None else d.max_dynamics_db)
 
 
 def no_dupes(lib_dir: Path, truth: Path | None, config) -> int:
@@ -228,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-cosine", type=float, help="candidate radius (default: DupesConfig's)")
     ap.add_argument("--min-harmony", type=float, help="chroma threshold (default: DupesConfig's)")
     ap.add_argument("--min-spectral", type=float, help="log-mel threshold (default: DupesConfig's)")
+    ap.add_argument("--max-dynamics-db", type=float, help="level-contour threshold (default: DupesConfig's)")
     ap.add_argument("--reuse", action="store_true", help="reuse the test set and library already in --work")
     ap.add_argument("--no-dupes", type=Path, metavar="LIB", help="count false merges in LIB (holds no duplicates)")
     ap.add_argument("--truth", type=Path, help="with --no-dupes: LIB's ground_truth.parquet (file, source)")

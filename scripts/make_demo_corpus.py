@@ -202,8 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="render only the first N tracks (for tests)")
     ap.add_argument("--max-seconds", type=float, default=180.0)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--soundfont", type=Path, help="render through this General MIDI soundfont instead of TimGM6mb "
+                    "(the same pieces in another sound, e.g. to choose a setting without looking at the demo)")
     args = ap.parse_args(argv)
-    soundfont = str(Path(pretty_midi.__file__).parent / "TimGM6mb.sf2")
+    soundfont = str(args.soundfont or Path(pretty_midi.__file__).parent / "TimGM6mb.sf2")
+    if not Path(soundfont).is_file():
+        ap.error(f"no soundfont at {soundfont}")
     rng = random.Random(args.seed)
     todo = jobs(rng)
     if args.limit:

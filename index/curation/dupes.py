@@ -34,6 +34,7 @@ DUPES_SCHEMA = {
     "match": pl.Float64, "relation": pl.String, "lossless": pl.Boolean, "bitrate_kbps": pl.Float64,
     "duration": pl.Float64,
 }
+RULES_VERSION = 2  # raised when the confirmation rules change (2: level contours), so older clusters are found again
 KEEPER = "keeper"
 IDENTICAL = "identical audio"
 
@@ -45,6 +46,7 @@ class DupesConfig:
     min_harmony: float = 0.93  # chroma agreement that confirms a pair (see embed.fingerprint)
     min_spectral: float = 0.8  # log-mel agreement that confirms a pair
     max_drift_s: float = 0.07  # timing drift across the shared part (under one mel frame): a copy keeps its timing
+    max_dynamics_db: float = 0.5  # level contours parting, in dB (embed.fingerprint._dynamics): a copy keeps its dynamics
     edits: EditRules = field(default_factory=EditRules)  # how far apart in extent two copies may be
     workers: int = 2  # threads decoding candidates for fingerprints
 
@@ -104,7 +106,7 @@ def find_duplicates(
     for rows in hashed["vec_row"]:
         for b in rows[1:]:
             pairs[(rows[0], b)] = {"matched_by": "exact", "cosine": None, "harmony": 1.0, "spectral": 1.0, "match": 1.0,
-                                   "offset_s": 0.0, "relation": IDENTICAL}
+                                   "offset_s": 0.0, "dynamics_db": 0.0, "relation": IDENTICAL}
     candidates = {k: v for k, v in _candidate_pairs(lib, cat, config).items() if k not in pairs}
     exact_of = {b: a for a, b in pairs}  # a copy's fingerprint is its original's
     needed = sorted({exact_of.get(r, r) for pair in candidates for r in pair})
@@ -131,7 +133,7 @@ def find_duplicates(
             continue
         found = align(fa, fb, config.edits)
         if (found.harmony >= config.min_harmony and found.spectral >= config.min_spectral
-                and abs(found.drift_s) <= config.max_drift_s):
+                and abs(found.drift_s) <= config.max_drift_s and found.dynamics_db <= config.max_dynamics_db):
             pairs[(a, b)] = {
                 "matched_by": "near",
                 "cosine": cos,
@@ -139,6 +141,7 @@ def find_duplicates(
                 "spectral": found.spectral,
                 "match": min(found.harmony, found.spectral),
                 "offset_s": round(found.offset_s, 2),
+                "dynamics_db": found.dynamics_db,
                 "relation": found.relation(),
             }
 
@@ -196,6 +199,7 @@ def find_duplicates(
             "spectral": pl.Float64,
             "match": pl.Float64,
             "offset_s": pl.Float64,
+            "dynamics_db": pl.Float64,
             "relation": pl.String,
         },
     )
@@ -205,7 +209,7 @@ def find_duplicates(
 def save_duplicates(lib: Library, result: DupesResult) -> Path:
     """Write the clusters beside the catalog, stamped with the library state they were found in."""
     path = lib.root / DUPES_FILE
-    meta = {"library_updated": lib.manifest.updated, "config": asdict(result.config)}
+    meta = {"library_updated": lib.manifest.updated, "rules": RULES_VERSION, "config": asdict(result.config)}
     df = result.clusters
 
     def write(p: Path) -> None:
@@ -221,7 +225,8 @@ def save_duplicates(lib: Library, result: DupesResult) -> Path:
 
 
 def load_duplicates(lib: Library) -> pl.DataFrame | None:
-    """The saved clusters, or None when there are none or the library changed since they were found."""
+    """The saved clusters, or None when there are none, the library changed since they were found, or an older
+    version's rules found them."""
     path = lib.root / DUPES_FILE
     if not path.exists():
         return None
@@ -229,8 +234,8 @@ def load_duplicates(lib: Library) -> pl.DataFrame | None:
 
     try:
         meta = json.loads((pq.read_schema(path).metadata or {}).get(b"tunelens", b"{}"))
-        if meta.get("library_updated") != lib.manifest.updated:
-            return None
+        if meta.get("library_updated") != lib.manifest.updated or meta.get("rules") != RULES_VERSION:
+            return None  # the library changed, or an older version's rules found these clusters
         saved = pl.read_parquet(path)
     except Exception:  # damaged: the clusters are derived, so they are found again (and the file rewritten)
         return None
