@@ -11,8 +11,8 @@ at both, fades (in 2-5 s, out 3-8 s), resampling to another rate, and mono store
 Hard negatives, which must never join a cluster: the corpus's other pieces for the same instrument and tempo
 class, and (rendered here from the same score through the same soundfont) the same piece played by another
 instrument, the same piece played 20% faster or slower, and the same piece with the same notes at the same
-times but its level swelling and ebbing over the phrases (velocities scaled by 0.4-1.0 on a 6-16 s cycle). A pair counts as found when both files land in one
-cluster; precision and recall are over all such pairs.
+times but its level swelling and ebbing over the phrases (velocities scaled by 0.4-1.0 on a 6-16 s cycle).
+A pair counts as found when both files land in one cluster; precision and recall are over all such pairs.
 
 `--no-dupes` runs the detector on a library that holds no duplicates (the development corpus of the "Hear
 real music" issue holds the same scores in several arrangements) and counts the pairs it joins.

@@ -166,9 +166,9 @@ def test_the_same_score_played_again_is_not_a_duplicate(demo_music, tmp_path):
     import pretty_midi
 
     from tunelens.embed import load_encoder
+    from tunelens.embed.fingerprint import align, fingerprint
     from tunelens.index import Library
     from tunelens.index.core.indexer import IndexConfig, index_folder
-    from tunelens.embed.fingerprint import align, fingerprint
     from tunelens.index.curation.dupes import DupesConfig, find_duplicates
 
     script = load_script("eval_dupes")

@@ -46,7 +46,7 @@ class DupesConfig:
     min_harmony: float = 0.93  # chroma agreement that confirms a pair (see embed.fingerprint)
     min_spectral: float = 0.8  # log-mel agreement that confirms a pair
     max_drift_s: float = 0.07  # timing drift across the shared part (under one mel frame): a copy keeps its timing
-    max_dynamics_db: float = 0.5  # level contours parting, in dB (embed.fingerprint._dynamics): a copy keeps its dynamics
+    max_dynamics_db: float = 0.5  # level contours parting, dB (embed.fingerprint._dynamics): a copy keeps its dynamics
     edits: EditRules = field(default_factory=EditRules)  # how far apart in extent two copies may be
     workers: int = 2  # threads decoding candidates for fingerprints
 
