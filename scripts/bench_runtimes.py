@@ -139,12 +139,12 @@ def tagger_rows(repeats: int) -> list[tuple[str, float, float | str]]:
         add("torch eager, batch 1", net, x1, lambda: net(x4)[0])
         plain = Musicnn()
         plain.load_state_dict(net.state_dict())
-        plain.eval().unfold_timbral = False
+        plain.eval().export_graph = True
         add("torch eager, plain convolution", plain, x4, lambda: plain(x4)[0])
         cl = Musicnn()
         cl.load_state_dict(net.state_dict())
         cl = cl.eval().to(memory_format=torch.channels_last)
-        cl.unfold_timbral = False
+        cl.export_graph = True
         add("torch, channels-last plain convolution", cl, x4, lambda: cl(x4)[0])
         with torch.autocast("cpu", dtype=torch.bfloat16):
             add("torch bf16 autocast", net, x4, lambda: net(x4)[0].float())

@@ -28,7 +28,7 @@ def export(model: str, out: Path) -> float:
     net = Musicnn()
     net.load_state_dict({k[4:]: v for k, v in load_file(str(weights)).items() if k.startswith("net.")},
                         strict=False)
-    net.eval().unfold_timbral = False
+    net.eval().export_graph = True
     example = torch.rand(4, N_FRAMES, N_MELS) * 3
     buf = io.BytesIO()
     with torch.inference_mode():

@@ -246,3 +246,23 @@ def test_queries_from_many_threads_get_the_vectors_one_thread_gets(musicnn):
     for t in threads:
         t.join()
     assert not errors and not wrong, (errors[:2], wrong[:2])
+
+
+def test_taggers_side_by_side_give_the_bits_one_thread_gives():
+    """On two threads or more the two taggers run side by side, each on its share of the threads; a worker
+    process runs them in turn on one. The vectors must be the same bits either way."""
+    from tunelens.embed import EncoderOptions, load_encoder
+
+    before = torch.get_num_threads()
+    encoders = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            encoders[threads] = load_encoder("musicnn", EncoderOptions(device="cpu"))
+    finally:
+        torch.set_num_threads(before)
+    if encoders[2].sessions is None:
+        pytest.skip("onnxruntime is not installed: the taggers run on torch, in turn")
+    assert encoders[2]._side_by_side is not None and encoders[1]._side_by_side is None
+    x = (0.1 * np.random.default_rng(3).standard_normal((6, 48000))).astype(np.float32)
+    assert np.array_equal(encoders[1].features(x), encoders[2].features(x))
