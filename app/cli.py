@@ -618,12 +618,12 @@ def dupes(
     ("edit: 12 s shorter at the start"). Clusters are saved and reused until the library changes (or other
     thresholds are given)."""
     from tunelens.embed.fingerprint import EditRules
-    from tunelens.index.curation.dupes import DupesConfig, cluster_records
+    from tunelens.index.curation.dupes import cluster_records
 
     config = DupesConfig(min_cosine=min_cosine, min_harmony=min_harmony, min_spectral=min_spectral,
                          max_dynamics_db=max_dynamics, edits=EditRules(max_trim_s=max_trim))
     with _friendly_errors(), _bars() as progress:
-        result = tunelens.duplicates(library, None if config == DupesConfig() and not refresh else config,
+        result = tunelens.duplicates(library, None if config == _DUPES and not refresh else config,
                                      progress=lambda d, t: progress("fingerprinting candidates", d, t))
     groups = cluster_records(result.clusters)
     if as_json:

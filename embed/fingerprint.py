@@ -223,10 +223,10 @@ def _dynamics(a: np.ndarray, b: np.ndarray, k: int, rules: EditRules) -> float:
     reach = 4
     if n - 2 * edge < MEL_FPS + 2 * reach:
         return 0.0
-    la, lb = a[i : i + n].mean(axis=1).astype(np.float64), b[j : j + n].mean(axis=1).astype(np.float64)
+    la = a[i + edge : i + n - edge].mean(axis=1).astype(np.float64)
+    lb = b[j : j + n].mean(axis=1).astype(np.float64)  # whole: read between its frames
     shift = _local_offset(a[i + edge : i + n - edge], b[j + edge : j + n - edge], reach)
-    frames = np.arange(edge, n - edge)
-    diff = la[frames] - np.interp(frames - shift, np.arange(n), lb)
+    diff = la - np.interp(np.arange(edge, n - edge) - shift, np.arange(n), lb)
     smooth = uniform_filter1d(diff, int(round(MEL_FPS)))
     return float(np.median(np.abs(smooth - np.median(smooth))))
 

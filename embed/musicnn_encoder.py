@@ -53,9 +53,9 @@ WINDOW_SECONDS = 3.0  # musicnn's own input patch: 187 frames of 256 samples at 
 # (zero-padded) chunks, so a window's vector never depends on the windows beside it.
 CPU_CHUNK = 4
 # The taggers' CPU runtime. ONNX Runtime runs the exported graphs (`weights/musicnn_*.onnx`, made from the
-# safetensors weights by `scripts/export_onnx.py`; logits within 6e-6 of torch) 1.5x faster per patch than torch on
-# this project's 2-core machine (`scripts/bench_runtimes.py`); torch stays for GPUs, the random control, and
-# machines without onnxruntime (one line says so). TUNELENS_RUNTIME=torch picks torch.
+# safetensors weights by `scripts/export_onnx.py`; logits within 6e-6 of torch) 1.4x faster per patch than torch on
+# this project's 2-core machine (12.6 against 17.1-17.7 ms, `scripts/bench_runtimes.py`); torch stays for GPUs,
+# the random control, and machines without onnxruntime (one line says so). TUNELENS_RUNTIME=torch picks torch.
 
 
 def onnx_sessions(threads: int) -> list | None:
@@ -403,10 +403,9 @@ class MusicnnEncoder:
             for i in range(0, len(windows), self.batch_size):
                 audio = torch.from_numpy(np.ascontiguousarray(windows[i : i + self.batch_size])).to(self.device)
                 mel = self.frontend(audio)[:, :N_FRAMES]
-                if self._side_by_side:
-                    outs = list(self._side_by_side.map(self._run_onnx, self.sessions, [mel] * len(self.sessions)))
-                elif self.sessions:
-                    outs = [self._run_onnx(session, mel) for session in self.sessions]
+                if self.sessions:
+                    run = self._side_by_side.map if self._side_by_side else map
+                    outs = list(run(self._run_onnx, self.sessions, [mel] * len(self.sessions)))
                 else:
                     outs = [self._run(net, mel) for net in self.nets]
                 logits.append(torch.cat([o[0] for o in outs], dim=1).float().cpu().numpy())
