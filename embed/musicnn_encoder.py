@@ -53,9 +53,10 @@ WINDOW_SECONDS = 3.0  # musicnn's own input patch: 187 frames of 256 samples at 
 # (zero-padded) chunks, so a window's vector never depends on the windows beside it.
 CPU_CHUNK = 4
 # The taggers' CPU runtime. ONNX Runtime runs the exported graphs (`weights/musicnn_*.onnx`, made from the
-# safetensors weights by `scripts/export_onnx.py`; logits within 6e-6 of torch) 1.4x faster per patch than torch on
-# this project's 2-core machine (12.6 against 17.1-17.7 ms, `scripts/bench_runtimes.py`); torch stays for GPUs,
-# the random control, and machines without onnxruntime (one line says so). TUNELENS_RUNTIME=torch picks torch.
+# safetensors weights by `scripts/export_onnx.py`, the timbral filters in the frequency domain of the mel bands;
+# logits within 2e-5 of torch) about 2x faster per patch than torch on this project's 2-core machine (7.6 against
+# 14.6-19.4 ms, `scripts/bench_runtimes.py`); torch stays for GPUs, the random control, and machines without
+# onnxruntime (one line says so). TUNELENS_RUNTIME=torch picks torch.
 
 
 def onnx_sessions(threads: int) -> list | None:

@@ -8,6 +8,9 @@ interleaved max/mean flatten follow the original TF graph exactly; batch norm us
 """
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,21 +33,82 @@ class MelFrontEnd(nn.Module):
         return torch.log10(10000.0 * mel + 1.0).transpose(1, 2)
 
 
+# The timbral convolutions of the export graph run in the frequency domain of the mel axis, in this many groups of
+# filters, so that each group's products stay in cache (on the project's machine one group was 1.4x slower than
+# four; two to twelve timed the same).
+FOURIER_GROUPS = 4
+
+
+def fourier_matrices(weight: np.ndarray, bands: int = N_MELS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The constants of `_fourier_max_over_frequency` for a timbral filter bank `weight` [C, taps, kf], in float64:
+    analysis [2·bins, bands] (rows: bin, real/imaginary), the per-bin products [bins, 2C, 2·taps] (rows: real/
+    imaginary, filter; columns: real/imaginary, tap) and synthesis [kept, 2·bins], kept = bands − kf + 1."""
+    bins, kept = bands // 2 + 1, bands - weight.shape[2] + 1
+    spectrum = np.fft.rfft(np.eye(bands), axis=1)  # x @ spectrum = rfft(x)
+    analysis = np.stack([spectrum.real.T, spectrum.imag.T], axis=1).reshape(2 * bins, bands)
+    units = np.concatenate([np.eye(bins), 1j * np.eye(bins)])  # each bin's real, then imaginary, part alone
+    synthesis = np.fft.irfft(units, n=bands, axis=1)[:, :kept].reshape(2, bins, kept).transpose(2, 1, 0)
+    f = np.fft.rfft(np.pad(weight, ((0, 0), (0, 0), (0, bands - weight.shape[2]))), axis=2)  # [C, taps, bins]
+    # a correlation: Y = conj(W)·X, so Re Y = a·Re X + b·Im X and Im Y = a·Im X − b·Re X, with W = a + ib
+    a, b = f.real.transpose(2, 0, 1), f.imag.transpose(2, 0, 1)  # [bins, C, taps]
+    products = np.concatenate([np.concatenate([a, b], 2), np.concatenate([-b, a], 2)], 1)
+    return analysis, products, synthesis.reshape(kept, 2 * bins)
+
+
+def _fourier_max_over_frequency(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor) -> torch.Tensor:
+    """max over frequency of conv2d(x, weight) for a timbral filter bank (x [B, 1, T + taps − 1, 96], weight
+    [C, 1, taps, kf]), with 2.6x fewer multiplications than the direct convolution: the ONNX export's graph.
+
+    Along the 96 mel bands a filter is a correlation, and a circular one over 96 points is exact at every position
+    the valid convolution keeps (f + kf <= 96: nothing wraps). In the real DFT of the bands (49 bins) it becomes one
+    complex product per bin, summed over the taps in time: per bin a [2C, 14] × [14, T] matrix product. The inverse
+    DFT of the kept positions is one [kept, 98] × [98, C·T] product, then the maximum over positions. ONNX Runtime
+    runs these products near the core's peak, as it does the direct convolution, so the arithmetic saved is time
+    saved: one tagger's timbral convolutions took 5.0 instead of 8.5 ms per patch. The constants are computed in
+    float64 and rounded once; results differ from the direct convolution's by about 1e-6 of their size. They are
+    kept on `conv` for as long as its weights, batch norm signs (`weight` carries them) and device stay the same.
+    """
+    w = weight.detach().cpu().numpy()[:, 0]
+    key = (hashlib.blake2b(w.tobytes(), digest_size=16).digest(), str(x.device))
+    cached = getattr(conv, "_fourier", None)
+    if cached is None or cached[0] != key:
+        w = w.astype(np.float64)
+        analysis, products, synthesis = fourier_matrices(w, x.shape[3])
+        groups = np.array_split(np.arange(w.shape[0]), FOURIER_GROUPS)
+        as32 = lambda v: torch.tensor(v, dtype=torch.float32, device=x.device)  # noqa: E731
+        cached = (key, as32(analysis), as32(synthesis),
+                  [as32(products[:, np.concatenate([g, g + w.shape[0]])]) for g in groups])
+        conv._fourier = cached
+    _, analysis, synthesis, group_products = cached
+    batch, taps = x.shape[0], weight.shape[2]
+    bins, length = analysis.shape[0] // 2, x.shape[2] - taps + 1
+    spec = torch.matmul(analysis, x[:, 0].transpose(1, 2)).reshape(batch, bins, 2, x.shape[2])
+    spec = torch.stack([spec[..., t : t + length] for t in range(taps)], dim=3).reshape(batch, bins, 2 * taps, length)
+    out = []
+    for products in group_products:
+        y = torch.matmul(products, spec).reshape(batch, 2 * bins, -1)  # rows (bin, real/imaginary), columns (filter, t)
+        out.append(torch.matmul(synthesis, y).amax(dim=1).reshape(batch, -1, length))
+    return torch.cat(out, dim=1)
+
+
 def _max_over_frequency(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, timbral: bool,
                         export: bool = False) -> torch.Tensor:
     """max over frequency of bn(relu(conv(x))), from one max over the raw convolution output.
 
     Bias, ReLU and inference batch norm are monotone per channel, decreasing where the BN scale is
     negative; flipping the sign of those channels' filters turns their min into a max. So the four
-    passes over the large [B, C, T, F] activation become one. `export=True` is the graph for ONNX export: the plain
-    convolution (its Unfold has no static shape there, and ONNX Runtime runs that faster anyway) and a max pool
-    over frequency instead of a reduction, which ONNX Runtime runs in its blocked (NCHWc) convolution layout, so
-    the large activation is never reordered back (that reorder and the reduction took 16% of a patch's time).
+    passes over the large [B, C, T, F] activation become one. `export=True` is the graph for ONNX export: the
+    timbral filters in the frequency domain (`_fourier_max_over_frequency`), and the temporal ones as a plain
+    convolution (an Unfold has no static shape there) with a max pool over frequency instead of a reduction, which
+    ONNX Runtime runs in its blocked (NCHWc) convolution layout, so the large activation is never reordered back
+    (that reorder and the reduction took 16% of a patch's time).
     """
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     sign = torch.where(scale < 0, -1.0, 1.0)
     weight = conv.weight * sign[:, None, None, None]
-    if timbral and not export:
+    if timbral and export:
+        z = _fourier_max_over_frequency(x, conv, weight)
+    elif timbral:
         # A one-channel 2-D convolution runs poorly on oneDNN; unfolding the k frequency bins a timbral
         # filter spans into channels gives a channels-last convolution doing the same arithmetic faster.
         kf = conv.kernel_size[1]
@@ -53,7 +117,7 @@ def _max_over_frequency(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, ti
         z = F.conv2d(x, weight).permute(0, 2, 3, 1).amax(dim=2).transpose(1, 2)  # reduce in [B, T, F, C] order
     elif not export:
         z = F.conv2d(x, weight).amax(dim=3)
-    else:
+    else:  # a temporal convolution in the export graph
         # filters padded with zeros to a multiple of 16 (ONNX Runtime's channel block: 16 on AVX-512, 8 on AVX2),
         # as its blocked max pool needs; the blocked convolution pads them itself anyway, so it costs nothing
         channels = weight.shape[0]

@@ -266,3 +266,24 @@ def test_taggers_side_by_side_give_the_bits_one_thread_gives():
     assert encoders[2]._side_by_side is not None and encoders[1]._side_by_side is None
     x = (0.1 * np.random.default_rng(3).standard_normal((6, 48000))).astype(np.float32)
     assert np.array_equal(encoders[1].features(x), encoders[2].features(x))
+
+
+@pytest.mark.parametrize("kf", [38, 67, 96, 1])
+def test_timbral_filters_in_the_frequency_domain_give_the_direct_convolution(kf):
+    """The export graph's timbral filters (`_fourier_max_over_frequency`: a DFT over the mel bands, a product per
+    bin, the inverse DFT of the kept positions) give the maximum of the direct convolution, for filters as wide as
+    musicnn's, the whole band, and one bin; changed weights are not served from the constants of old ones."""
+    import torch.nn.functional as F
+
+    from tunelens.embed.musicnn_model import _fourier_max_over_frequency
+
+    g = torch.Generator().manual_seed(kf)
+    x = torch.rand(3, 1, 30 + 6, 96, generator=g) * 3
+    conv = torch.nn.Conv2d(1, 9, (7, kf))
+    for _ in range(2):
+        weight = torch.randn(9, 1, 7, kf, generator=g)
+        with torch.inference_mode():
+            want = F.conv2d(x, weight).amax(dim=3)
+            got = _fourier_max_over_frequency(x, conv, weight)
+        assert got.shape == want.shape == (3, 9, 30)
+        assert torch.abs(got - want).max() <= 1e-5 * want.abs().max()
