@@ -108,6 +108,18 @@ def test_energy_shape_of_a_fade_out():
     assert "fades out" in answer("how does it end?", ev).text
 
 
+def test_brightness_is_librosas_spectral_centroid_to_the_bit():
+    """`spectral_centroid` replaces librosa's for speed; a silent frame (no energy) stays as librosa leaves it."""
+    import librosa
+
+    from tunelens.embed.descriptors import ANALYSIS_SR, spectral_centroid
+
+    stft = np.abs(np.random.default_rng(0).standard_normal((1025, 40))).astype(np.float32) ** 2
+    stft[:, 7] = 0.0
+    want = librosa.feature.spectral_centroid(S=stft, sr=ANALYSIS_SR, n_fft=2048)[0]
+    assert np.array_equal(spectral_centroid(stft, n_fft=2048), want) and want[7] == 0.0
+
+
 # The rules are tested at fixed thresholds; the shipped, calibrated ones are tested below.
 LOOSE = Thresholds()
 STRICT = caption_thresholds(Thresholds(instrument_clear=0.7, instrument_likely=0.7, key_clear=0.9, key_likely=0.9,
