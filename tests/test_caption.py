@@ -254,8 +254,15 @@ def test_batch_captioning_records_failures_and_skips_done_work(small_library):
     caps = CaptionStore(lib.root).read("describe")
     assert len(caps) == 6 and caps["caption"].str.len_chars().min() > 20
     assert set(caps["track_id"]) == set(lib.ok_tracks()["track_id"])
+    # a batch killed between its write and its rename leaves a temp file; the next writer removes it
+    stale = [lib.root / "captions" / "batch-00000000000000000001-abcdef.parquet.tmp",
+             lib.root / "measures" / "batch-00000000000000000001-abcdef.parquet.tmp"]
+    for tmp in stale:
+        tmp.parent.mkdir(exist_ok=True)
+        tmp.write_bytes(b"half a batch")
     again = caption_library(lib, config=CaptionConfig(workers=1))
     assert again.captioned == 0 and again.done_before == 6
+    assert not any(tmp.exists() for tmp in stale)
     # A file that became unreadable after indexing is recorded against that file, and the batch goes on.
     Path(lib.ok_tracks()["path"][0]).write_bytes(b"not audio")
     redo = caption_library(lib, config=CaptionConfig(workers=1, overwrite=True))

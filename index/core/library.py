@@ -621,11 +621,12 @@ def _finish_commit(root: Path, owner: bool = False) -> None:
 
 
 def _drop_stale_temps(root: Path) -> None:
-    """Temp files of a commit killed before its journal; only a lock holder may remove them."""
-    for tmp in root.glob("*.tmp"):
-        tmp.unlink(missing_ok=True)
-    for tmp in (root / "staging").glob("*.tmp"):
-        tmp.unlink(missing_ok=True)
+    """Temp files of a commit killed before its journal, and of a batch of captions or measurements killed before
+    its rename (`captions.BatchStore`: `FOLDER/batch-*.parquet.tmp`); only a lock holder may remove them, since
+    every writer of them holds the lock."""
+    for pattern in ("*.tmp", "staging/*.tmp", "*/batch-*.tmp"):
+        for tmp in root.glob(pattern):
+            tmp.unlink(missing_ok=True)
 
 
 def _upgrade(root: Path) -> Manifest:
