@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load", type=int, default=0, help="also run each setting with this many busy processes "
                     "(started and stopped here) competing for the cores; search latency is timed under the same load")
     args = ap.parse_args(argv)
+    if not args.music.is_dir():
+        ap.error(f"{args.music} is not a folder of music (the demo corpus is made by `make demo`)")
     tmp = Path(tempfile.mkdtemp(prefix="tunelens-bench-"))
     music = args.music
     if args.max_files:

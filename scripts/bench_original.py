@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load", default="0,1", help="busy background processes, comma-separated settings")
     ap.add_argument("--tf-env", type=Path, default=Path(".tf-env"))
     args = ap.parse_args(argv)
+    if not args.music.is_dir():
+        ap.error(f"{args.music} is not a folder of music (the demo corpus is made by `make demo`)")
     files = sorted(str(p) for p in args.music.rglob("*") if p.suffix in {".flac", ".ogg", ".mp3", ".wav"})
     files = files[:: max(1, len(files) // args.files)][: args.files]
     python = ensure_tf_env(args.tf_env)
