@@ -83,12 +83,19 @@ CALIBRATION = Path(__file__).parent / "weights" / "calibration.json"
 _CALIBRATED = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
 
 
+# Thresholds a score must fall below (a claim of absence): for them "never" is minus infinity, not infinity.
+BELOW_THRESHOLDS = frozenset({"no_vocals", "instrument_absent", "recogniser_absent"})
+
+
 def calibrated_thresholds(values: dict[str, float | None]) -> Thresholds:
     """The defaults with the calibrated levels in `values` (None: no score reached the required precision, so
     never at that strength); "absent" is kept no looser than "possible"."""
     names = {f.name for f in fields(Thresholds)}
-    never = float("inf")
-    th = replace(Thresholds(), **{k: (never if v is None else float(v)) for k, v in values.items() if k in names})
+
+    def never(k: str) -> float:
+        return float("-inf") if k in BELOW_THRESHOLDS else float("inf")
+
+    th = replace(Thresholds(), **{k: (never(k) if v is None else float(v)) for k, v in values.items() if k in names})
     return replace(th, instrument_absent=min(th.instrument_absent, th.instrument_possible),
                    recogniser_absent=min(th.recogniser_absent, th.recogniser_possible))
 

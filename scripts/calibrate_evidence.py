@@ -1,6 +1,6 @@
 """Calibrate what captions may state, and print the reliability table on soundfonts left out.
 
-    python scripts/calibrate_evidence.py CORPUS [CORPUS ...] --calibrate-on musescore,csound [--write]
+    python scripts/calibrate_evidence.py CORPUS [CORPUS ...] [--calibrate-on musescore,csound,fm] [--write]
 
 Reuses the caches of `scripts/train_instruments.py` (musicnn features) and `scripts/train_descriptors.py`
 (tempo and key measurements) in each corpus folder; what they lack is computed here, in one process.
@@ -90,16 +90,22 @@ def build_evidence(corpus: pl.DataFrame, calibrate_on: list[str]) -> list:
     classes = list(instrument_classes())
     labels = np.array([[c in set(names) for c in classes] for names in corpus["instruments"]], np.float32)
     fonts = np.array(corpus["soundfont"].to_list())
-    # the left-out heads are trained as the shipped one was: with its augmented copies of each clip
-    copies = json.loads((WEIGHTS / "instruments.json").read_text()).get("augment", {}).get("copies", 0)
-    on = [i for i, f in enumerate(fonts) if f in calibrate_on]
-    augmented = ti.augmented_features(corpus, on, version, 1, copies)
+    # the left-out heads are trained as the shipped one was (on its soundfonts, with its augmented copies of each
+    # clip) less the soundfont left out; the left-out key models likewise on the shipped key model's soundfonts
+    provenance = json.loads((WEIGHTS / "instruments.json").read_text())
+    copies = provenance.get("augment", {}).get("copies", 0)
+    trained = [i for i, f in enumerate(fonts) if f in provenance["trained_on"]]
+    key_fonts = json.loads((WEIGHTS / "descriptors.json").read_text())["fitted_on"]
+    missing = sorted(set(provenance["trained_on"]) - set(fonts))
+    if missing:
+        raise SystemExit(f"error: the recogniser was trained on {', '.join(missing)} too: pass its corpus as well")
+    augmented = ti.augmented_features(corpus, trained, version, 1, copies)
     keys = [td.parse_key(k) for k in corpus["key"]]
     heads, key_models = {}, {}
     for s in calibrate_on:
-        rows = [i for i in on if fonts[i] != s]
+        rows = [i for i in trained if fonts[i] != s]
         heads[s] = InstrumentHead(ti.train_head(*ti.training_windows(rows, feats, augmented, labels)))
-        keyed = [i for i in rows if keys[i] is not None]
+        keyed = [i for i, f in enumerate(fonts) if f in key_fonts and f != s and keys[i] is not None]
         key_models[s] = td.fit_key_model(np.stack([meas[i][3] for i in keyed]), [keys[i] for i in keyed])
     shipped = InstrumentHead.load()
     names = tag_names()[:100]
@@ -290,14 +296,20 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("corpora", type=Path, nargs="+", help="development corpus folders (make_dev_corpus.py output)")
-    ap.add_argument("--calibrate-on", default="musescore,csound",
-                    help="soundfonts to set thresholds on (the recogniser's training soundfonts, left out in turn)")
+    ap.add_argument("--calibrate-on", default=None,
+                    help="soundfonts to set thresholds on, each left out in turn (default: the recogniser's training "
+                         "soundfonts, from instruments.json)")
     ap.add_argument("--write", action="store_true", help=f"store the thresholds in {CALIBRATION.relative_to(ROOT)}")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
     corpus = _script("train_instruments").load_corpus(args.corpora)
-    calibrate_on = [s for s in args.calibrate_on.split(",") if s]
+    if args.calibrate_on is None:
+        from tunelens.embed.musicnn_encoder import WEIGHTS
+
+        calibrate_on = json.loads((WEIGHTS / "instruments.json").read_text())["trained_on"]
+    else:
+        calibrate_on = [s for s in args.calibrate_on.split(",") if s]
     evs = build_evidence(corpus, calibrate_on)
     gts = corpus.select("instruments", "tempo_bpm", "key", "soundfont").to_dicts()
     cal = [i for i, g in enumerate(gts) if g["soundfont"] in calibrate_on]

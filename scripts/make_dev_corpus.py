@@ -21,6 +21,7 @@ it may train weights for the default, permissively licensed path):
              independent of it
   csound     Debian csound-soundfont's sf_GMbank.sf2, public domain
   opl3       Debian opl3-soundfont's OPL-3_FM_128M.sf2, CC-BY-SA-4.0 (share-alike: evaluation only)
+  fm         tunelens's own FM voices (`fm_soundfont.py`, built into the cache folder on first use), MIT
 The reserved Fluid soundfonts themselves are refused.
 """
 from __future__ import annotations
@@ -62,16 +63,32 @@ SOUNDFONTS = {
     "csound": Soundfont("csound", ("/usr/share/sounds/sf2/sf_GMbank.sf2", "/usr/share/samples/sf_GMbank.sf2"),
                         "public-domain", True),
     "opl3": Soundfont("opl3", ("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2",), "CC-BY-SA-4.0", False),
+    "fm": Soundfont("fm", ("fm_soundfont.py",), "MIT", True),  # this project's own, built on first use
 }
 DEBIAN_PACKAGE = {"musescore": "musescore-general-soundfont-lossless", "csound": "csound-soundfont",
                   "opl3": "opl3-soundfont"}
+
+
+def _fm() -> str:
+    """tunelens's own FM soundfont (`fm_soundfont.py`), built into the cache folder the first time it is asked for."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import fm_soundfont
+
+    from tunelens.embed.base import cache_dir
+
+    path = cache_dir() / "soundfonts" / f"tunelens-fm-{fm_soundfont.VERSION}.sf2"
+    if not path.is_file():
+        print(f"building the FM soundfont into {path}", file=sys.stderr)
+        fm_soundfont.build(path)
+    return str(path)
 
 
 def soundfont_path(name: str) -> str:
     """The installed file of a soundfont, or a sentence saying how to install it."""
     sf = SOUNDFONTS[name]
     for c in sf.candidates:
-        path = _timgm6mb() if c == "pretty_midi" else c
+        built = {"pretty_midi": _timgm6mb, "fm_soundfont.py": _fm}.get(c)
+        path = built() if built else c
         if Path(path).is_file():
             if any(r in Path(path).name.lower() for r in RESERVED):
                 raise ValueError(f"{path} belongs to the Fluid soundfont family, reserved for the external evaluation")

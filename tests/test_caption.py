@@ -219,6 +219,20 @@ def test_shipped_calibration_states_recognised_instruments_and_orders_its_levels
     assert answer("Is there a trombone?", no_recogniser).text.startswith(CANT_TELL)
 
 
+def test_a_claim_of_absence_no_score_made_reliable_is_never_stated():
+    """Calibration leaves a level out (None) when no score reached its precision. For claims that a score be *below*
+    a threshold (instrumental, "I don't hear it") never means minus infinity: infinity would state them always."""
+    from tunelens.caption.evidence import calibrated_thresholds, instrument_absent, vocals
+
+    quiet = Evidence(evidence().descriptors, {"instrument: clarinet": 0.001, "choir": 0.001, "vocals": 0.001})
+    assert vocals(quiet, calibrated_thresholds({"no_vocals": 0.05})).strength == "clear"
+    unreliable = calibrated_thresholds({"no_vocals": None, "recogniser_absent": None, "instrument_absent": None})
+    assert vocals(quiet, unreliable).strength == "likely"  # instrumental, but never stated plainly
+    assert not instrument_absent(quiet, "clarinet", unreliable)
+    assert "instrumental" not in DescribeCaptioner(thresholds=caption_thresholds(unreliable)).caption(
+        quiet, "q").caption.lower()
+
+
 @pytest.fixture()
 def small_library(tmp_path, tiny_encoder):
     music = tmp_path / "music"

@@ -61,3 +61,41 @@ def test_a_small_corpus_renders_as_labelled_and_resumes(tmp_path):
     assert dev.main(args) == 0  # a second run keeps what is there and writes the same ground truth
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert pl.read_parquet(out / "ground_truth.parquet").equals(gt)
+
+
+def test_the_fm_soundfont_plays_in_tune_and_holds_its_notes(tmp_path):
+    """tunelens's own FM soundfont: a valid SF2 that tinysoundfont plays; sustained voices loop without a gap at
+    the pitch asked for (the samples' tuning corrections work), plucked ones die away, drums sound."""
+    import tinysoundfont
+
+    fm = load_script("fm_soundfont")
+    path = tmp_path / "fm.sf2"
+    fm.build(path, programs=[40, 71, 24], roots=[48, 60, 72])
+    again = tmp_path / "again.sf2"
+    fm.build(again, programs=[40, 71, 24], roots=[48, 60, 72])
+    assert path.read_bytes() == again.read_bytes()
+    synth = tinysoundfont.Synth(samplerate=fm.SR)
+    sfid = synth.sfload(str(path))
+
+    def play(channel: int, bank: int, program: int, key: int, seconds: float) -> np.ndarray:
+        synth.sounds_off()
+        synth.program_select(channel, sfid, bank, program, bank == 128)
+        synth.noteon(channel, key, 100)
+        audio = np.frombuffer(synth.generate(int(seconds * fm.SR)), dtype=np.float32).reshape(-1, 2).mean(axis=1)
+        synth.noteoff(channel, key)
+        return audio
+
+    for program, key in ((40, 67), (71, 57)):  # violin G4, clarinet A3: held for 4 s, far past their samples' ends
+        audio = play(0, 0, program, key, 4.0)
+        rms = np.sqrt(np.mean(audio[: 4 * fm.SR].reshape(40, -1) ** 2, axis=1))
+        assert rms[3:].min() > 0.5 * rms[3:].max(), program  # no gap or fade while the key is down
+        tail = audio[fm.SR:]
+        spectrum = np.abs(np.fft.rfft(tail * np.hanning(len(tail))))
+        freqs = np.fft.rfftfreq(len(tail), 1 / fm.SR)
+        f0 = 440 * 2 ** ((key - 69) / 12)
+        near = (freqs > f0 * 0.9) & (freqs < f0 * 1.1)
+        peak = freqs[near][np.argmax(spectrum[near])]
+        assert abs(1200 * np.log2(peak / f0)) < 10, (program, peak, f0)
+    pluck = play(0, 0, 24, 52, 4.0)
+    assert np.abs(pluck[-fm.SR // 2:]).max() < 0.05 * np.abs(pluck).max()  # a guitar string dies away
+    assert np.abs(play(9, 128, 0, 38, 0.5)).max() > 0.05  # the snare drum sounds
