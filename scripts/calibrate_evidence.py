@@ -1,6 +1,6 @@
 """Calibrate what captions may state, and print the reliability table on soundfonts left out.
 
-    python scripts/calibrate_evidence.py CORPUS [CORPUS ...] [--calibrate-on musescore,csound,fm] [--write]
+    python scripts/calibrate_evidence.py CORPUS [CORPUS ...] [--calibrate-on musescore,csound] [--write]
 
 Reuses the caches of `scripts/train_instruments.py` (musicnn features) and `scripts/train_descriptors.py`
 (tempo and key measurements) in each corpus folder; what they lack is computed here, in one process.

@@ -30,7 +30,7 @@ import numpy as np
 
 SR = 22050
 ROOTS = range(24, 121, 6)  # a sample every 6 semitones: a note is at most 3 semitones from its sample
-VERSION = "fm1"  # bump when a patch or the writer changes: the corpus records it with the soundfont
+VERSION = "fm1"  # bump when a patch or the writer changes: it names the built file, which recipe.json records
 
 
 @dataclass(frozen=True)

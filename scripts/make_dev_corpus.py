@@ -479,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = args.out / "ground_truth.parquet.tmp"
     gt.write_parquet(tmp)
     os.replace(tmp, args.out / "ground_truth.parquet")
-    recipe = {"argv": sys.argv[1:] if argv is None else argv, "soundfonts": {n: asdict(SOUNDFONTS[n]) for n in names},
+    recipe = {"argv": sys.argv[1:] if argv is None else argv,
+              "soundfonts": {n: {**asdict(SOUNDFONTS[n]), "file": paths[n]} for n in names},
               "instruments": {n: asdict(i) for n, i in INSTRUMENTS.items()}, "ensembles": ENSEMBLES,
               "clips": len(rows), "skipped": failed}
     (args.out / "recipe.json").write_text(json.dumps(recipe, indent=1))
