@@ -1,6 +1,7 @@
 """The development corpus script (issue: hear real music): what it renders is what its ground truth says."""
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -99,3 +100,19 @@ def test_the_fm_soundfont_plays_in_tune_and_holds_its_notes(tmp_path):
     pluck = play(0, 0, 24, 52, 4.0)
     assert np.abs(pluck[-fm.SR // 2:]).max() < 0.05 * np.abs(pluck).max()  # a guitar string dies away
     assert np.abs(play(9, 128, 0, 38, 0.5)).max() > 0.05  # the snare drum sounds
+
+
+@pytest.mark.slow
+def test_the_fm_soundfont_is_built_on_first_use_and_renders_a_corpus(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNELENS_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "dev"
+    assert dev.main([str(out), "--soundfonts", "fm", "--clips", "2", "--seconds", "4", "--pieces", "4"]) == 0
+    built = list((tmp_path / "cache" / "soundfonts").glob("tunelens-fm-*.sf2"))
+    assert len(built) == 1
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["soundfonts"]["fm"]["file"] == str(built[0]) and recipe["soundfonts"]["fm"]["permissive"]
+    gt = pl.read_parquet(out / "ground_truth.parquet")
+    assert len(gt) == 2 and gt["permissive"].all()
+    for row in gt.iter_rows(named=True):
+        audio, _ = sf.read(out / row["file"])
+        assert np.sqrt(np.mean(audio**2)) > 1e-3, row["file"]
