@@ -376,8 +376,10 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "instruments.json").write_text(json.dumps({
             "classes": classes, "features": "musicnn MTT+MSD logits (100) and penultimate layers (400) per 3 s window",
             "trained_on": train_fonts, "soundfont_licences": dict(licences), "feature_hash": data_hash.hexdigest(),
-            "features_version": encoder.features_version, "epochs": args.epochs, "weight_decay": args.weight_decay,
-            "hidden": args.hidden, "augment": {"copies": args.augment, "version": AUGMENT_VERSION},
+            # the runtime too: ONNX Runtime's and torch's features differ in the last bits (4e-5), so in the hash
+            "features_version": encoder.features_version, "features_runtime": encoder.runtime,
+            "epochs": args.epochs, "weight_decay": args.weight_decay, "hidden": args.hidden,
+            "augment": {"copies": args.augment, "version": AUGMENT_VERSION},
             "clips": {s: len(by_font[s]) for s in by_font}, "corpora": corpora,
             "scores": "music21's corpus (Bach chorales, Haydn and Mozart quartet movements, Joplin, Corelli)",
             "recipe": "scripts/train_instruments.py " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -1,6 +1,7 @@
 """The training scripts' building blocks: augmentation and the key model are deterministic and do their job."""
 from __future__ import annotations
 
+import json
 from functools import cache
 
 import numpy as np
@@ -72,6 +73,8 @@ def test_training_runs_end_to_end_on_a_rendered_slice(tmp_path):
 
     head = InstrumentHead(load_file(str(out / "instruments.safetensors")))
     assert head.weight.shape[0] == 256 and head.hidden is not None
+    provenance = json.loads((out / "instruments.json").read_text())
+    assert provenance["features_runtime"] in ("onnxruntime", "torch") and len(provenance["feature_hash"]) == 16
     td = script("train_descriptors")
     assert td.main([str(corpus), "--train", "timgm6mb", "--processes", "1"]) == 0
     assert (corpus / f"analysis-{td.MEASURE_VERSION}.npz").exists()
