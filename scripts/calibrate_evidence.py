@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from tunelens.caption.evidence import BELOW_THRESHOLDS
+
 ROOT = Path(__file__).resolve().parents[1]
 MIN_SUPPORT = 20
 # Precision each strength must reach: answers to a question (their confidence goes with them, and "possibly"
@@ -60,7 +62,8 @@ FIELDS = {"instrument (tagger)": {"clear": "instrument_clear", "likely": "instru
 # the base rate least kind to it: "singing" at the corpus's own (rare), "instrumental" as if half the clips had
 # singing, so the corpus's few singers do not make "instrumental" look safe.
 BALANCED = {"no vocals"}
-LOWER_IS_SURER = {"absent (tagger)", "absent (recogniser)", "no vocals"}
+# Claims of absence, stated when a score falls below their threshold: the kinds whose fields `caption.evidence` lists.
+LOWER_IS_SURER = {kind for kind, by_level in FIELDS.items() if set(by_level.values()) <= BELOW_THRESHOLDS}
 
 
 @cache

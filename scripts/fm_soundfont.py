@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from tunelens.index.core.atomic import atomic_write
 
 SR = 22050
 ROOTS = range(24, 121, 6)  # a sample every 6 semitones: a note is at most 3 semitones from its sample
@@ -373,9 +374,7 @@ def build(path: Path, programs: list[int] | None = None, roots: list[int] | None
     body = b"sfbk" + _chunk(b"LIST", b"INFO" + info) + _chunk(b"LIST", b"sdta" + sdta) \
         + _chunk(b"LIST", b"pdta" + pdta)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
-    os.replace(tmp, path)
+    atomic_write(path, lambda p: p.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import sys
 from dataclasses import asdict, dataclass, field
@@ -408,11 +407,14 @@ def room(audio: np.ndarray, rt60: float, rng: random.Random) -> np.ndarray:
 def write_audio(path: Path, audio: np.ndarray, fmt: str) -> None:
     import soundfile as sf
 
-    tmp = path.with_name(path.name + ".tmp")
-    with sf.SoundFile(tmp, "w", SR, 1, format=fmt.upper()) as f:
-        for start in range(0, len(audio), SR):  # libsndfile's Vorbis encoder crashes on large single writes
-            f.write(audio[start:start + SR])
-    os.replace(tmp, path)
+    from tunelens.index.core.atomic import atomic_write
+
+    def write(tmp: Path) -> None:
+        with sf.SoundFile(tmp, "w", SR, 1, format=fmt.upper()) as f:
+            for start in range(0, len(audio), SR):  # libsndfile's Vorbis encoder crashes on large single writes
+                f.write(audio[start:start + SR])
+
+    atomic_write(path, write)
 
 
 def clip_path(out: Path, clip: Clip) -> Path:
@@ -478,10 +480,10 @@ def main(argv: list[str] | None = None) -> int:
             })
             if len(rows) % 25 == 0:
                 print(f"{len(rows) + failed}/{total} clips", file=sys.stderr, flush=True)
+    from tunelens.index.core.atomic import atomic_write
+
     gt = pl.DataFrame(rows)
-    tmp = args.out / "ground_truth.parquet.tmp"
-    gt.write_parquet(tmp)
-    os.replace(tmp, args.out / "ground_truth.parquet")
+    atomic_write(args.out / "ground_truth.parquet", gt.write_parquet)
     recipe = {"argv": sys.argv[1:] if argv is None else argv,
               "soundfonts": {n: {**asdict(SOUNDFONTS[n]), "file": paths[n]} for n in names},
               "instruments": {n: asdict(i) for n, i in INSTRUMENTS.items()}, "ensembles": ENSEMBLES,
