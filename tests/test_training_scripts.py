@@ -52,6 +52,26 @@ def test_key_model_learns_keys_and_is_deterministic():
     assert np.mean(right) >= 0.9
 
 
+def test_calibration_holds_its_precision_on_every_left_out_soundfont():
+    """A threshold must reach its precision on each calibration soundfont on its own: a big soundfont the recogniser
+    hears well must not carry a small one it hears badly (pooled, the small one's errors would be averaged away)."""
+    cal = script("calibrate_evidence")
+    sure = np.linspace(0, 1, 1000, endpoint=False)
+    fold_a = [("tempo", float(s), True) for s in sure]  # right at every score
+    fold_b = [("tempo", float(s), bool(s >= 0.8)) for s in sure[::10]]  # right only above 0.8
+    pooled = cal.fit_levels([fold_a + fold_b], {"clear": 0.95})["tempo_confidence"]
+    each = cal.fit_levels([fold_a, fold_b], {"clear": 0.95})["tempo_confidence"]
+    assert pooled < 0.6  # pooled, fold B's errors between 0.6 and 0.8 pass under the average
+    assert 0.77 <= each <= 0.8  # fold B alone allows one error in 20 below 0.8, no more
+    never = [("tempo", float(s), bool(s < 0.5)) for s in sure[::10]]  # the surest statements are wrong
+    assert cal.fit_levels([fold_a, never], {"clear": 0.95})["tempo_confidence"] is None
+    # a claim of absence is surer the lower its score: the strictest threshold is the lowest
+    absent_a = [("absent (recogniser)", float(s), True) for s in sure]
+    absent_b = [("absent (recogniser)", float(s), bool(s < 0.2)) for s in sure[::10]]
+    t = cal.fit_levels([absent_a, absent_b], {"clear": 0.95})["recogniser_absent"]
+    assert 0.2 <= t <= 0.23
+
+
 @pytest.mark.slow
 def test_training_runs_end_to_end_on_a_rendered_slice(tmp_path):
     """Render a few clips, train a recogniser on them and their augmented copies, fit the descriptors: the scripts
