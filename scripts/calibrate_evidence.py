@@ -322,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         calibrate_on = json.loads((WEIGHTS / "instruments.json").read_text())["trained_on"]
     else:
         calibrate_on = [s for s in args.calibrate_on.split(",") if s]
+    absent = sorted(set(calibrate_on) - set(corpus["soundfont"]))
+    if absent:  # an empty fold would silence every kind of fact
+        raise SystemExit(f"error: no clips of {', '.join(absent)} to calibrate on: pass the corpus of each")
     evs = build_evidence(corpus, calibrate_on)
     gts = corpus.select("instruments", "tempo_bpm", "key", "soundfont").to_dicts()
     cal = [i for i, g in enumerate(gts) if g["soundfont"] in calibrate_on]
