@@ -80,8 +80,9 @@ def truth_of(word: str, present: set[str]) -> bool:
     return bool(WORD_TRUTH.get(word, {word.lower()}) & present)
 
 
-def build_evidence(corpus: pl.DataFrame, calibrate_on: list[str]) -> list:
-    """Evidence of every clip, as a library would hold it (see the module docstring for the recogniser)."""
+def build_evidence(corpus: pl.DataFrame, calibrate_on: list[str], provenance: dict) -> list:
+    """Evidence of every clip, as a library would hold it (see the module docstring for the recogniser);
+    `provenance` is the shipped recogniser's `instruments.json`."""
     from tunelens.caption.evidence import RECOGNISER_PREFIX, Evidence
     from tunelens.embed import EncoderOptions
     from tunelens.embed.descriptors import key, tempo
@@ -97,13 +98,9 @@ def build_evidence(corpus: pl.DataFrame, calibrate_on: list[str]) -> list:
     fonts = np.array(corpus["soundfont"].to_list())
     # the left-out heads are trained as the shipped one was (on its soundfonts, with its augmented copies of each
     # clip) less the soundfont left out; the left-out key models likewise on the shipped key model's soundfonts
-    provenance = json.loads((WEIGHTS / "instruments.json").read_text())
     copies = provenance.get("augment", {}).get("copies", 0)
     trained = [i for i, f in enumerate(fonts) if f in provenance["trained_on"]]
     key_fonts = json.loads((WEIGHTS / "descriptors.json").read_text())["fitted_on"]
-    missing = sorted(set(provenance["trained_on"]) - set(fonts))
-    if missing:
-        raise SystemExit(f"error: the recogniser was trained on {', '.join(missing)} too: pass its corpus as well")
     augmented = ti.augmented_features(corpus, trained, version, 1, copies)
     keys = [td.parse_key(k) for k in corpus["key"]]
     heads, key_models = {}, {}
@@ -315,21 +312,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    corpus = _script("train_instruments").load_corpus(args.corpora)
-    if args.calibrate_on is None:
-        from tunelens.embed.musicnn_encoder import WEIGHTS
+    from tunelens.embed.musicnn_encoder import WEIGHTS
 
-        calibrate_on = json.loads((WEIGHTS / "instruments.json").read_text())["trained_on"]
-    else:
-        calibrate_on = [s for s in args.calibrate_on.split(",") if s]
-    absent = sorted(set(calibrate_on) - set(corpus["soundfont"]))
-    if absent:  # an empty fold would silence every kind of fact
-        raise SystemExit(f"error: no clips of {', '.join(absent)} to calibrate on: pass the corpus of each")
-    evs = build_evidence(corpus, calibrate_on)
+    corpus = _script("train_instruments").load_corpus(args.corpora)
+    provenance = json.loads((WEIGHTS / "instruments.json").read_text())
+    calibrate_on = (provenance["trained_on"] if args.calibrate_on is None
+                    else [s for s in args.calibrate_on.split(",") if s])
+    # checked before any work: the left-out heads retrain on the recogniser's soundfonts, and an empty calibration
+    # fold would silence every kind of fact
+    needed = {**{s: "to calibrate on" for s in calibrate_on},
+              **{s: "the recogniser was trained on it" for s in provenance["trained_on"]}}
+    missing = sorted(set(needed) - set(corpus["soundfont"]))
+    if missing:
+        raise SystemExit("error: no clips of " + "; ".join(f"{s} ({needed[s]})" for s in missing)
+                         + " in these corpora: pass the corpus of each")
+    evs = build_evidence(corpus, calibrate_on, provenance)
     gts = corpus.select("instruments", "tempo_bpm", "key", "soundfont").to_dicts()
+    said = [statements(ev, gt) for ev, gt in zip(evs, gts)]  # every clip's statements, made once
+    by_font: dict[str, list[int]] = {}
+    for i, g in enumerate(gts):
+        by_font.setdefault(g["soundfont"], []).append(i)
     cal = [i for i, g in enumerate(gts) if g["soundfont"] in calibrate_on]
-    held = [i for i, g in enumerate(gts) if g["soundfont"] not in calibrate_on]
-    folds = [[st for i in cal if gts[i]["soundfont"] == s for st in statements(evs[i], gts[i])] for s in calibrate_on]
+    folds = [[st for i in by_font[s] for st in said[i]] for s in calibrate_on]
     answer_values, caption_values = fit_levels(folds, ANSWER_LEVELS), fit_levels(folds, CAPTION_LEVELS)
     answer_th = calibrated_thresholds(answer_values)
     th = caption_thresholds(calibrated_thresholds(caption_values))
@@ -339,14 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     print("caption thresholds:", json.dumps(caption_values))
     report = {}
     parts = [("calibration soundfonts (recogniser left out in turn)", cal)]
-    parts += [(f"calibration soundfont {font} (recogniser trained without it)",
-               [i for i in cal if gts[i]["soundfont"] == font]) for font in calibrate_on]
-    for font in sorted({gts[i]["soundfont"] for i in held}):
-        parts.append((f"held-out soundfont {font}", [i for i in held if gts[i]["soundfont"] == font]))
+    parts += [(f"calibration soundfont {font} (recogniser trained without it)", by_font[font]) for font in calibrate_on]
+    parts += [(f"held-out soundfont {font}", by_font[font]) for font in sorted(by_font) if font not in calibrate_on]
     for name, idx in parts:
         if not idx:
             continue
-        made = [st for i in idx for st in statements(evs[i], gts[i])]
+        made = [st for i in idx for st in said[i]]
         table = reliability(made, th, CAPTION_LEVELS)
         answers = reliability(made, answer_th, ANSWER_LEVELS)
         contra = [caption_contradictions(evs[i], gts[i], th) for i in idx]
