@@ -16,7 +16,6 @@ already serves it (no stale read).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import random
 import socket
@@ -29,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
 PHRASES = ["slow sad piano", "fast drums around 120 bpm", "Bach on the organ", "choir, no organ", "strings in a minor "
            "key", "up-tempo brass", "harpsichord, not piano", "quiet guitar under 3 minutes", "flute melody",
            "church organ", "instrumental music", "calm strings 60-80 bpm", "loud rock with a singer", "solo piano",
@@ -126,13 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=250, help="then an open-loop run at this many requests/s in all "
                     "(4 in 5 searches): the latency a user sees at that load (0: skip)")
     args = ap.parse_args(argv)
+    import bench_app_search as bas  # a sibling script, imported by name (scripts/ is on sys.path)
     import httpx
     import psutil
     import soundfile as sf
 
-    spec = importlib.util.spec_from_file_location("bench_app_search", ROOT / "scripts" / "bench_app_search.py")
-    bas = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bas)
     from tunelens.index import Library
 
     with tempfile.TemporaryDirectory() as tmp:

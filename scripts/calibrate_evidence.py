@@ -23,15 +23,16 @@ on, never calibrated on), one by one, with the shipped recogniser, and on each c
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import os
 import random
 import sys
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import train_descriptors as td  # sibling scripts, imported by name (scripts/ is on sys.path)
+import train_instruments as ti
 
 from tunelens.caption.evidence import BELOW_THRESHOLDS
 
@@ -68,31 +69,23 @@ BALANCED = {"no vocals"}
 LOWER_IS_SURER = {kind for kind, by_level in FIELDS.items() if set(by_level.values()) <= BELOW_THRESHOLDS}
 
 
-@cache
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def truth_of(word: str, present: set[str]) -> bool:
     return bool(WORD_TRUTH.get(word, {word.lower()}) & present)
 
 
-def build_evidence(corpus: pl.DataFrame, calibrate_on: list[str], provenance: dict) -> list:
+def build_evidence(corpus: pl.DataFrame, calibrate_on: list[str], provenance: dict, processes: int = 1) -> list:
     """Evidence of every clip, as a library would hold it (see the module docstring for the recogniser);
-    `provenance` is the shipped recogniser's `instruments.json`."""
+    `provenance` is the shipped recogniser's `instruments.json`; `processes` workers compute what the training
+    scripts' caches lack."""
     from tunelens.caption.evidence import RECOGNISER_PREFIX, Evidence
     from tunelens.embed import EncoderOptions
     from tunelens.embed.descriptors import key, tempo
     from tunelens.embed.musicnn_encoder import WEIGHTS, InstrumentHead, MusicnnEncoder, instrument_classes, tag_names
     from tunelens.index.core.schema import Descriptors
 
-    ti, td = _script("train_instruments"), _script("train_descriptors")
     version = MusicnnEncoder("", EncoderOptions(device="cpu"), with_head=False).features_version
-    feats = ti.clip_features(corpus, version, 1)
-    meas = td.measurements(corpus, 1)
+    feats = ti.clip_features(corpus, version, processes)
+    meas = td.measurements(corpus, processes)
     classes = list(instrument_classes())
     labels = np.array([[c in set(names) for c in classes] for names in corpus["instruments"]], np.float32)
     fonts = np.array(corpus["soundfont"].to_list())
@@ -101,7 +94,7 @@ def build_evidence(corpus: pl.DataFrame, calibrate_on: list[str], provenance: di
     copies = provenance.get("augment", {}).get("copies", 0)
     trained = [i for i, f in enumerate(fonts) if f in provenance["trained_on"]]
     key_fonts = json.loads((WEIGHTS / "descriptors.json").read_text())["fitted_on"]
-    augmented = ti.augmented_features(corpus, trained, version, 1, copies)
+    augmented = ti.augmented_features(corpus, trained, version, processes, copies)
     keys = [td.parse_key(k) for k in corpus["key"]]
     heads, key_models = {}, {}
     for s in calibrate_on:
@@ -158,7 +151,6 @@ def statements(ev, gt: dict) -> list[tuple[str, float, bool]]:
     if d.tempo_bpm:
         out.append(("tempo", d.tempo_confidence, abs(d.tempo_bpm / gt["tempo_bpm"] - 1) <= 0.04))
     if d.key and gt["key"]:
-        td = _script("train_descriptors")
         est, ref = td.parse_key(d.key), td.parse_key(gt["key"])
         out.append(("key", d.key_confidence, est == ref))
         out.append(("mode", d.key_confidence, est[1] == ref[1]))
@@ -257,7 +249,6 @@ def caption_statements(ev, th) -> list[tuple[str, object]]:
 
 def caption_contradictions(ev, gt: dict, th) -> list[str]:
     """What a caption at `th` states that the ground truth contradicts."""
-    td = _script("train_descriptors")
     present = set(gt["instruments"])
     wrong = []
     for kind, value in caption_statements(ev, th):
@@ -310,11 +301,13 @@ def main(argv: list[str] | None = None) -> int:
                          "soundfonts, from instruments.json)")
     ap.add_argument("--write", action="store_true", help=f"store the thresholds in {CALIBRATION.relative_to(ROOT)}")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                    help="worker processes for the features and measurements not cached yet")
     args = ap.parse_args(argv)
 
     from tunelens.embed.musicnn_encoder import WEIGHTS
 
-    corpus = _script("train_instruments").load_corpus(args.corpora)
+    corpus = ti.load_corpus(args.corpora)
     provenance = json.loads((WEIGHTS / "instruments.json").read_text())
     calibrate_on = (provenance["trained_on"] if args.calibrate_on is None
                     else [s for s in args.calibrate_on.split(",") if s])
@@ -326,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise SystemExit("error: no clips of " + "; ".join(f"{s} ({needed[s]})" for s in missing)
                          + " in these corpora: pass the corpus of each")
-    evs = build_evidence(corpus, calibrate_on, provenance)
+    evs = build_evidence(corpus, calibrate_on, provenance, args.processes)
     gts = corpus.select("instruments", "tempo_bpm", "key", "soundfont").to_dicts()
     said = [statements(ev, gt) for ev, gt in zip(evs, gts)]  # every clip's statements, made once
     by_font: dict[str, list[int]] = {}

@@ -130,13 +130,9 @@ def render_negative(kind: str, row: dict, out_dir: Path, rng: random.Random, sou
 
 
 def _demo_script():
-    import importlib.util
+    import make_demo_corpus  # a sibling script, imported by name (scripts/ is on sys.path)
 
-    spec = importlib.util.spec_from_file_location("make_demo_corpus", Path(__file__).with_name("make_demo_corpus.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_demo_corpus"] = module  # its dataclasses look themselves up there
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return make_demo_corpus
 
 
 def build(music: Path, work: Path, seed: int, limit: int | None, soundfont: str | None = None) -> pl.DataFrame:

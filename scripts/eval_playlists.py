@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
 QUERIES = ["slow piano", "fast drums", "choir", "calm strings", "organ", "flute melody", "guitar", "brass",
            "quiet music", "happy major key music", "harpsichord", "clarinet", "sad music", "energetic"]
 
@@ -204,15 +203,12 @@ def _groups(lib, f, labels, vecs, n_ids, seed) -> None:
 
 
 def latency(source: Path, n_tracks: int, reps: int = 40) -> None:
-    import importlib.util
+    import bench_app_search as bas  # a sibling script, imported by name (scripts/ is on sys.path)
 
     import tunelens
     from tunelens.index import Library
     from tunelens.index.playlists.rules import track_facts
 
-    spec = importlib.util.spec_from_file_location("bench_app_search", ROOT / "scripts" / "bench_app_search.py")
-    bas = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bas)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         bas.build(source, Path(tmp) / "lib", n_tracks)

@@ -70,13 +70,9 @@ DEBIAN_PACKAGE = {"musescore": "musescore-general-soundfont-lossless", "csound":
 
 def _fm() -> str:
     """tunelens's own FM soundfont (`fm_soundfont.py`), built into the cache folder the first time it is asked for."""
-    import importlib.util
+    import fm_soundfont  # a sibling script, imported by name (scripts/ is on sys.path)
 
     from tunelens.embed.base import cache_dir
-
-    spec = importlib.util.spec_from_file_location("fm_soundfont", Path(__file__).parent / "fm_soundfont.py")
-    fm_soundfont = sys.modules.setdefault("fm_soundfont", importlib.util.module_from_spec(spec))
-    spec.loader.exec_module(fm_soundfont)  # registered first: its dataclasses look their module up
 
     path = cache_dir() / "soundfonts" / f"tunelens-fm-{fm_soundfont.VERSION}.sf2"
     if not path.is_file():

@@ -26,9 +26,9 @@ import argparse
 import json
 import os
 import sys
-from functools import cache
 from pathlib import Path
 
+import eval_captions  # a sibling script, imported by name (scripts/ is on sys.path)
 import numpy as np
 import polars as pl
 
@@ -70,7 +70,7 @@ def measurements(table: pl.DataFrame, processes: int) -> list[tuple[np.ndarray, 
     if todo:
         print(f"measuring {len(todo)} clips", file=sys.stderr, flush=True)
         paths = [str(Path(r) / f) for r, f in todo]
-        if processes <= 1:  # in this process (a caller that loaded this script by path cannot spawn workers)
+        if processes <= 1:  # in this process: no workers to start
             results = map(_measure, paths)
         else:
             pool = mp.get_context("spawn").Pool(processes, initializer=_init_worker)
@@ -177,25 +177,14 @@ PROFILES = {  # major, minor; tonic first
 }
 
 
-@cache
-def _script(name: str):
-    """Another script of this folder, loaded by path (scripts are not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def parse_key(text: str | None) -> tuple[int, str] | None:
     """(pitch class, mode) of "F# minor", as `eval_captions.py` reads keys; None for no key."""
-    return _script("eval_captions").parse_key(text) if text else None
+    return eval_captions.parse_key(text) if text else None
 
 
 def mirex(est: tuple[int, str], ref: tuple[int, str]) -> float:
     """The MIREX weighted key score, as `eval_captions.py` computes it."""
-    return _script("eval_captions").mirex(est, ref)
+    return eval_captions.mirex(est, ref)
 
 
 def learned_profiles(chromas: np.ndarray, keys: list[tuple[int, str]]) -> tuple[list[float], list[float]]:

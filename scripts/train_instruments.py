@@ -145,7 +145,7 @@ def clip_features(corpus: pl.DataFrame, features_version: str, processes: int, c
     if todo:
         t0 = time.time()
         jobs = [(str(Path(r) / f), _augment_seed(f, copy) if copy else None) for r, f in todo]
-        if processes <= 1:  # in this process (a caller that loaded this script by path cannot spawn workers)
+        if processes <= 1:  # in this process: no workers to start
             _init_worker()
             results = map(_features_of, jobs)
         else:

@@ -1,4 +1,4 @@
-import importlib.util
+import importlib
 import os
 import shutil
 import sys
@@ -15,12 +15,11 @@ SHARED = ROOT.parent / "shared"
 
 
 def load_script(name: str):
-    """A module of scripts/ (they are run as files, not installed), loaded from its path."""
-    spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """A module of scripts/ (they are run as files, not installed), imported by name as the scripts import one
+    another: with scripts/ on sys.path, as it is for a script run as a file (so worker processes find them too)."""
+    if str(ROOT / "scripts") not in sys.path:
+        sys.path.append(str(ROOT / "scripts"))
+    return importlib.import_module(name)
 
 
 def damage_file(path: Path, how: str) -> None:
