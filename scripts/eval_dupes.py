@@ -106,9 +106,9 @@ def transform(kind: str, src: Path, out_dir: Path, rng: random.Random) -> tuple[
 def render_negative(kind: str, row: dict, out_dir: Path, rng: random.Random, soundfont: str) -> tuple[Path, str]:
     """The same score as the demo track `row`, rendered through `soundfont` by another instrument or at a tempo
     20% away: another recording of the same piece, which must not be taken for a copy."""
+    import make_demo_corpus as demo  # a sibling script, imported by name (scripts/ is on sys.path)
     import soundfile as sf
 
-    demo = _demo_script()
     programs = dict(demo.PROGRAMS)
     instrument, bpm = row["instrument"], float(row["quarter_bpm"])
     detail = ""
@@ -127,12 +127,6 @@ def render_negative(kind: str, row: dict, out_dir: Path, rng: random.Random, sou
     path = out_dir / f"{Path(row['file']).stem}__{kind}.flac"
     sf.write(path, audio, demo.SR)
     return path, f"{instrument} at {bpm:.0f} bpm{detail}"
-
-
-def _demo_script():
-    import make_demo_corpus  # a sibling script, imported by name (scripts/ is on sys.path)
-
-    return make_demo_corpus
 
 
 def build(music: Path, work: Path, seed: int, limit: int | None, soundfont: str | None = None) -> pl.DataFrame:
