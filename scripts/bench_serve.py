@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=250, help="then an open-loop run at this many requests/s in all "
                     "(4 in 5 searches): the latency a user sees at that load (0: skip)")
     args = ap.parse_args(argv)
-    import bench_app_search as bas  # a sibling script, imported by name (scripts/ is on sys.path)
+    import bench_app_search as bas  # a sibling script, imported by name
     import httpx
     import psutil
     import soundfile as sf

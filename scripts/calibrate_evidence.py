@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import train_descriptors as td  # sibling scripts, imported by name (scripts/ is on sys.path)
+import train_descriptors as td  # sibling scripts, imported by name
 import train_instruments as ti
 
 from tunelens.caption.evidence import BELOW_THRESHOLDS

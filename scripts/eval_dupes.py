@@ -106,7 +106,7 @@ def transform(kind: str, src: Path, out_dir: Path, rng: random.Random) -> tuple[
 def render_negative(kind: str, row: dict, out_dir: Path, rng: random.Random, soundfont: str) -> tuple[Path, str]:
     """The same score as the demo track `row`, rendered through `soundfont` by another instrument or at a tempo
     20% away: another recording of the same piece, which must not be taken for a copy."""
-    import make_demo_corpus as demo  # a sibling script, imported by name (scripts/ is on sys.path)
+    import make_demo_corpus as demo  # a sibling script, imported by name
     import soundfile as sf
 
     programs = dict(demo.PROGRAMS)

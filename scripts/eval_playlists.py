@@ -203,7 +203,7 @@ def _groups(lib, f, labels, vecs, n_ids, seed) -> None:
 
 
 def latency(source: Path, n_tracks: int, reps: int = 40) -> None:
-    import bench_app_search as bas  # a sibling script, imported by name (scripts/ is on sys.path)
+    import bench_app_search as bas  # a sibling script, imported by name
 
     import tunelens
     from tunelens.index import Library

@@ -70,7 +70,7 @@ DEBIAN_PACKAGE = {"musescore": "musescore-general-soundfont-lossless", "csound":
 
 def _fm() -> str:
     """tunelens's own FM soundfont (`fm_soundfont.py`), built into the cache folder the first time it is asked for."""
-    import fm_soundfont  # a sibling script, imported by name (scripts/ is on sys.path)
+    import fm_soundfont  # a sibling script, imported by name
 
     from tunelens.embed.base import cache_dir
 

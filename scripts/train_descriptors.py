@@ -28,7 +28,7 @@ import os
 import sys
 from pathlib import Path
 
-import eval_captions  # a sibling script, imported by name (scripts/ is on sys.path)
+import eval_captions  # a sibling script, imported by name
 import numpy as np
 import polars as pl
 

@@ -1,7 +1,6 @@
 import importlib
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,8 @@ SHARED = ROOT.parent / "shared"
 
 def load_script(name: str):
     """A module of scripts/ (they are run as files, not installed), imported by name as the scripts import one
-    another: with scripts/ on sys.path, as it is for a script run as a file (so worker processes find them too)."""
-    if str(ROOT / "scripts") not in sys.path:
-        sys.path.append(str(ROOT / "scripts"))
+    another: pytest's `pythonpath` (pyproject.toml) makes their folder importable, as running one as a file does,
+    so worker processes find them too."""
     return importlib.import_module(name)
 
 
