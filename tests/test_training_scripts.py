@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-from functools import cache
 
 import numpy as np
 import pytest
 from conftest import load_script
 
-script = cache(load_script)
+script = load_script  # imported once: Python keeps the module
 
 
 def test_augmentation_is_deterministic_and_changes_the_sound():
