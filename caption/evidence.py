@@ -55,10 +55,12 @@ class Thresholds:
     instrument_likely: float = 0.4
     instrument_possible: float = 0.15
     instrument_absent: float = 0.1  # every source below this: "No, I don't hear it"
+    instrument_absent_likely: float = 0.1  # every source below this: "Probably not"
     recogniser_clear: float = 0.8  # the recogniser's `instrument: NAME` probabilities
     recogniser_likely: float = 0.5
     recogniser_possible: float = 0.2
     recogniser_absent: float = 0.1
+    recogniser_absent_likely: float = 0.1
     lead_clear: float = 0.8  # the recogniser's most probable instrument, judged as "the lead instrument"
     lead_likely: float = 0.5
     genre_clear: float = 0.5
@@ -84,7 +86,8 @@ _CALIBRATED = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {
 
 
 # Thresholds a score must fall below (a claim of absence): for them "never" is minus infinity, not infinity.
-BELOW_THRESHOLDS = frozenset({"no_vocals", "instrument_absent", "recogniser_absent"})
+BELOW_THRESHOLDS = frozenset({"no_vocals", "instrument_absent", "instrument_absent_likely", "recogniser_absent",
+                              "recogniser_absent_likely"})
 
 
 def calibrated_thresholds(values: dict[str, float | None]) -> Thresholds:
@@ -97,7 +100,9 @@ def calibrated_thresholds(values: dict[str, float | None]) -> Thresholds:
 
     th = replace(Thresholds(), **{k: (never(k) if v is None else float(v)) for k, v in values.items() if k in names})
     return replace(th, instrument_absent=min(th.instrument_absent, th.instrument_possible),
-                   recogniser_absent=min(th.recogniser_absent, th.recogniser_possible))
+                   instrument_absent_likely=min(th.instrument_absent_likely, th.instrument_possible),
+                   recogniser_absent=min(th.recogniser_absent, th.recogniser_possible),
+                   recogniser_absent_likely=min(th.recogniser_absent_likely, th.recogniser_possible))
 
 
 def caption_thresholds(th: Thresholds) -> Thresholds:
@@ -197,12 +202,19 @@ def has_recogniser(ev: Evidence) -> bool:
     return any(t.startswith(RECOGNISER_PREFIX) for t in ev.tags)
 
 
-def instrument_absent(ev: Evidence, word: str, th: Thresholds = ANSWER_THRESHOLDS) -> bool:
-    """Every source of the word is below its "absent" threshold (an instrument no source covers is never absent)."""
+def instrument_absent(ev: Evidence, word: str, th: Thresholds = ANSWER_THRESHOLDS) -> str | None:
+    """How surely the word's instrument is absent: "clear" when every source is below its "absent" threshold,
+    "likely" when every source is below its likely-absent one, else None (an instrument no source covers is never
+    absent)."""
     heard_by = {"tagger", "recogniser"} if has_recogniser(ev) else {"tagger"}
     sources = [(t, s) for t, s in instrument_sources().get(word, []) if s in heard_by]
-    return bool(sources) and all(
-        _p(ev, t) < (th.recogniser_absent if s == "recogniser" else th.instrument_absent) for t, s in sources)
+    if not sources:
+        return None
+    for strength, recogniser, tagger in (("clear", th.recogniser_absent, th.instrument_absent),
+                                         ("likely", th.recogniser_absent_likely, th.instrument_absent_likely)):
+        if all(_p(ev, t) < (recogniser if s == "recogniser" else tagger) for t, s in sources):
+            return strength
+    return None
 
 
 def lead_instrument(ev: Evidence, th: Thresholds = ANSWER_THRESHOLDS) -> Judgement | None:

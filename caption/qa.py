@@ -209,9 +209,13 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = ANSWER_THRESHOL
                 [section.evidence],
             )
         evidence = [f"{t} p={float(ev.tags.get(t, 0.0)):.2f}" for t, _ in sources]
-        if E.instrument_absent(ev, named, th):
-            return Answer(f"No, I don't hear {_a(named)}.", "instrument", False, 0.7, evidence)
-        return Answer(f"Probably not: the evidence for {named} is weak.", "instrument", False, 0.4, evidence)
+        # absences are calibrated as if the instrument asked about were there half the time (people ask about
+        # what they suspect is there); below "probably not", the evidence leans against it only a little
+        absent = E.instrument_absent(ev, named, th)
+        text = {"clear": f"No, I don't hear {_a(named)}.",
+                "likely": f"Probably not: I don't hear {_a(named)}, though I could miss it."}.get(
+            absent, f"Possibly not: the evidence for {_a(named)} is weak.")
+        return Answer(text, "instrument", False, _conf(absent or "possible"), evidence)
     if kind in ("instrument", "instruments"):
         js = E.instruments(ev, th)
         if not js:

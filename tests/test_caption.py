@@ -209,7 +209,7 @@ def test_shipped_calibration_states_recognised_instruments_and_orders_its_levels
         assert th.recogniser_clear < 1.0  # the recogniser can be stated plainly
     assert CAPTION_THRESHOLDS.recogniser_likely >= ANSWER_THRESHOLDS.recogniser_likely  # captions are stricter
     assert CAPTION_THRESHOLDS.genre_likely == float("inf")  # nothing measured genre: captions never state it
-    heard = {"instrument: clarinet": 0.999, "instrument: church organ": 0.01, "vocals": 0.01}
+    heard = {"instrument: clarinet": 0.999, "instrument: church organ": 1e-12, "vocals": 0.01}
     ev = Evidence(evidence().descriptors, heard)
     assert "clarinet" in DescribeCaptioner().caption(ev, "c").caption.lower()
     assert answer("Is there a clarinet?", ev).value is True
@@ -219,6 +219,18 @@ def test_shipped_calibration_states_recognised_instruments_and_orders_its_levels
     assert answer("Is there a trombone?", no_recogniser).text.startswith(CANT_TELL)
 
 
+def test_qa_grades_an_absence_by_how_surely_the_instrument_is_not_there():
+    """ "No", "probably not" and "possibly not" each at its own calibrated level, with its confidence."""
+    th = Thresholds(recogniser_absent=0.01, recogniser_absent_likely=0.1, recogniser_possible=0.3)
+    d = evidence().descriptors
+    said = {p: answer("Is there a clarinet?", Evidence(d, {"instrument: clarinet": p, "instrument: piano": 0.99}), th)
+            for p in (0.001, 0.05, 0.2)}
+    assert [a.value for a in said.values()] == [False, False, False]
+    assert said[0.001].text == "No, I don't hear a clarinet." and said[0.001].confidence == 0.9
+    assert said[0.05].text.startswith("Probably not") and said[0.05].confidence == 0.6
+    assert said[0.2].text.startswith("Possibly not") and said[0.2].confidence == 0.3
+
+
 def test_a_claim_of_absence_no_score_made_reliable_is_never_stated():
     """Calibration leaves a level out (None) when no score reached its precision. For claims that a score be *below*
     a threshold (instrumental, "I don't hear it") never means minus infinity: infinity would state them always."""
@@ -226,7 +238,8 @@ def test_a_claim_of_absence_no_score_made_reliable_is_never_stated():
 
     quiet = Evidence(evidence().descriptors, {"instrument: clarinet": 0.001, "choir": 0.001, "vocals": 0.001})
     assert vocals(quiet, calibrated_thresholds({"no_vocals": 0.05})).strength == "clear"
-    unreliable = calibrated_thresholds({"no_vocals": None, "recogniser_absent": None, "instrument_absent": None})
+    unreliable = calibrated_thresholds({"no_vocals": None, "recogniser_absent": None, "instrument_absent": None,
+                                        "recogniser_absent_likely": None, "instrument_absent_likely": None})
     assert vocals(quiet, unreliable).strength == "likely"  # instrumental, but never stated plainly
     assert not instrument_absent(quiet, "clarinet", unreliable)
     assert "instrumental" not in DescribeCaptioner(thresholds=caption_thresholds(unreliable)).caption(
