@@ -255,6 +255,32 @@ def caption_statements(ev, th) -> list[tuple[str, object]]:
     return out
 
 
+def absence_answers(evs: list, gts: list[dict], th) -> pl.DataFrame:
+    """What "Is there a X?" gets for every instrument word on every clip, grouped by answer ("yes" at any strength,
+    "no", "probably not", "possibly not"), with each answer's precision at the corpus's rate and as if the
+    instrument asked about were there half the time (the rate absences are calibrated at)."""
+    from tunelens.caption import evidence as E
+
+    said, right = [], []
+    for ev, gt in zip(evs, gts):
+        present = set(gt["instruments"])
+        for word in E.instrument_sources():
+            heard = E.instrument(ev, word, th) is not None
+            said.append("yes" if heard else {"clear": "no", "likely": "probably not"}.get(
+                E.instrument_absent(ev, word, th), "possibly not"))
+            right.append(not truth_of(word, present))  # right for an answer of absence
+    ok = np.array(right, bool)
+    w = weights("absent (recogniser)", ok)
+    table = []
+    for kind in ("no", "probably not", "possibly not"):
+        m = np.array([x == kind for x in said])
+        table.append({"answer": kind, "n": int(m.sum()), "share": float(m.mean()),
+                      "precision": float(ok[m].mean()) if m.any() else float("nan"),
+                      "precision, asked half the time": float(np.average(ok[m], weights=w[m])) if m.any()
+                      else float("nan")})
+    return pl.DataFrame(table)
+
+
 def caption_contradictions(ev, gt: dict, th) -> list[str]:
     """What a caption at `th` states that the ground truth contradicts."""
     present = set(gt["instruments"])
@@ -372,9 +398,12 @@ def main(argv: list[str] | None = None) -> int:
             print("  ", "; ".join(c))
         print(f"QA accuracy {q['right'].mean():.3f} over {len(q)} questions")
         print(per_q.with_columns(pl.selectors.float().round(3)))
+        absences = absence_answers([evs[i] for i in idx], [gts[i] for i in idx], answer_th)
+        print('"Is there a X?" for every instrument word, answers of absence:')
+        print(absences.with_columns(pl.selectors.float().round(3)))
         report[name] = {"clips": len(idx), "caption reliability": table.to_dicts(),
                         "answer reliability": answers.to_dicts(), "facts stated per caption": float(stated),
-                        "contradicted captions": share,
+                        "contradicted captions": share, "answers of absence": absences.to_dicts(),
                         "QA accuracy": float(q["right"].mean()), "QA per question": per_q.to_dicts()}
     if args.write:
         CALIBRATION.parent.mkdir(exist_ok=True)

@@ -116,3 +116,29 @@ def test_training_runs_end_to_end_on_a_rendered_slice(tmp_path):
     meas = td.measurements(table, 1)  # from the cache now
     registers, rate, harmony, chroma = meas[0]
     assert registers.shape[0] == 4 and chroma.shape == (3, 12) and harmony.ndim == 1 and rate >= 0
+
+
+def test_the_answers_of_absence_are_reported_at_both_rates():
+    """calibrate_evidence's table of what "Is there a X?" gets for every instrument word: each answer of absence with
+    its precision at the corpus's rate and weighted as if the instrument asked about were there half the time."""
+    from tunelens.caption.evidence import Evidence, Thresholds, instrument_sources
+    from tunelens.embed.descriptors import Descriptors
+
+    cal = script("calibrate_evidence")
+    th = Thresholds(recogniser_absent=0.01, recogniser_absent_likely=0.1, recogniser_possible=0.3,
+                    instrument_absent=0.01, instrument_absent_likely=0.1, instrument_possible=0.3)
+    d = Descriptors(10.0, 120.0, 0.5, "C major", 0.5, -20.0, 1.0, 1000.0, 1.0, [0] * 10)
+    clips = [(0.2, ["piano"]),  # no clarinet, weak evidence of one: "possibly not", right
+             (0.05, ["piano", "clarinet"]),  # a clarinet heard a little: "probably not", wrong
+             (0.2, ["piano", "clarinet"])]  # a clarinet heard a little more: "possibly not", wrong
+    evs = [Evidence(d, {"instrument: piano": 0.99, "instrument: clarinet": p}) for p, _ in clips]
+    table = {r["answer"]: r for r in cal.absence_answers(evs, [{"instruments": names} for _, names in clips],
+                                                          th).to_dicts()}
+    pairs = 3 * len(instrument_sources())
+    present = 3 + 2  # three pianos (answered "yes") and two clarinets
+    assert table["probably not"]["n"] == 1 and table["probably not"]["precision"] == 0.0
+    assert table["possibly not"]["n"] == 2 and table["possibly not"]["precision"] == 0.5
+    # weighted, the one wrong "possibly not" weighs as much as all the right absences over the present instruments
+    right, wrong = 0.5 / (pairs - present), 0.5 / present
+    assert table["possibly not"]["precision, asked half the time"] == pytest.approx(right / (right + wrong))
+    assert table["no"]["n"] == pairs - present - 1 and table["no"]["precision, asked half the time"] == 1.0
