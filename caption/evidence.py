@@ -31,9 +31,14 @@ INSTRUMENT_TAGS = {
 RECOGNISER_PREFIX = INSTRUMENT_PREFIX
 RECOGNISER_WORDS = {"brass section": "brass", "drum kit": "drums", "string ensemble": "strings",
                     "french horn": "French horn"}
+# The recogniser's classes a general word covers: "Is there brass?" is answered from the trumpet too, and the
+# word is true of a clip with any of them (how `scripts/calibrate_evidence.py` scores it).
+WORD_MEMBERS = {"brass": ("brass section", "trumpet", "trombone", "french horn", "tuba"),
+                "strings": ("string ensemble", "violin", "viola", "cello", "double bass"),
+                "drums": ("drum kit", "timpani"), "guitar": ("acoustic guitar", "electric guitar", "distorted guitar"),
+                "synthesizer": ("synth lead", "synth pad"), "piano": ("piano", "electric piano")}
 # A general word a more precise one makes redundant when both are heard.
-GENERAL_WORDS = {"guitar": ("acoustic guitar", "electric guitar", "distorted guitar"),
-                 "synthesizer": ("synth lead", "synth pad")}
+GENERAL_WORDS = {word: WORD_MEMBERS[word] for word in ("guitar", "synthesizer")}
 NO_VOCAL_TAGS = ("no vocal", "no vocals", "no voice", "instrumental")
 GENRE_TAGS = {
     "classical": "classical", "classic": "classical", "rock": "rock", "pop": "pop", "jazz": "jazz", "techno": "techno",
@@ -197,6 +202,20 @@ def instrument(ev: Evidence, word: str, th: Thresholds = ANSWER_THRESHOLDS) -> J
     return best
 
 
+def member_words(word: str) -> list[str]:
+    """The words of the recogniser's classes a general word covers, less the word itself ("brass" → trumpet,
+    trombone, French horn, tuba)."""
+    return [w for w in (RECOGNISER_WORDS.get(c, c) for c in WORD_MEMBERS.get(word, ())) if w != word]
+
+
+def covered_instrument(ev: Evidence, word: str, th: Thresholds = ANSWER_THRESHOLDS) -> tuple[str, Judgement] | None:
+    """The surest judgement of the word or of an instrument it covers ("brass": a trumpet heard clearly is brass
+    heard clearly), with the word it was made for."""
+    judged = [(w, instrument(ev, w, th)) for w in [word, *(member_words(word) if has_recogniser(ev) else [])]]
+    judged = [(w, j) for w, j in judged if j is not None]
+    return max(judged, key=lambda wj: (_RANK[wj[1].strength], wj[1].score)) if judged else None
+
+
 def has_recogniser(ev: Evidence) -> bool:
     """Whether the track's tags include the recogniser's (libraries of the default encoder r4 and later)."""
     return any(t.startswith(RECOGNISER_PREFIX) for t in ev.tags)
@@ -205,7 +224,13 @@ def has_recogniser(ev: Evidence) -> bool:
 def instrument_absent(ev: Evidence, word: str, th: Thresholds = ANSWER_THRESHOLDS) -> str | None:
     """How surely the word's instrument is absent: "clear" when every source is below its "absent" threshold,
     "likely" when every source is below its likely-absent one, else None (an instrument no source covers is never
-    absent)."""
+    absent). A general word is absent only as surely as every instrument it covers ("no brass": no trumpet either)."""
+    words = [word, *(member_words(word) if has_recogniser(ev) else [])]
+    levels = {_absent_by_own_sources(ev, w, th) for w in words}
+    return "clear" if levels == {"clear"} else "likely" if levels <= {"clear", "likely"} else None
+
+
+def _absent_by_own_sources(ev: Evidence, word: str, th: Thresholds) -> str | None:
     heard_by = {"tagger", "recogniser"} if has_recogniser(ev) else {"tagger"}
     sources = [(t, s) for t, s in instrument_sources().get(word, []) if s in heard_by]
     if not sources:

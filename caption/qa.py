@@ -94,10 +94,16 @@ def classify(question: str) -> tuple[str, str | None]:
 
 
 def _a(word: str) -> str:
-    """'a trumpet', 'an oboe', 'drums', 'strings'."""
-    if word.endswith("s") and word not in ("bass", "double bass", "electric bass", "brass"):
+    """'a trumpet', 'an oboe', 'drums', 'strings', 'brass'."""
+    if word == "brass" or (word.endswith("s") and word not in ("bass", "double bass", "electric bass")):
         return word
     return ("an " if word[:1].lower() in "aeiou" else "a ") + word
+
+
+def _there(word: str) -> str:
+    """'there is a trumpet', 'there is brass', 'there are drums'."""
+    plural = word.endswith("s") and word not in ("bass", "double bass", "electric bass", "brass")
+    return f"there {'are' if plural else 'is'} {_a(word)}"
 
 
 def _conf(strength: str) -> float:
@@ -192,10 +198,14 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = ANSWER_THRESHOL
         if not E.has_recogniser(ev) and all(src == "recogniser" for _, src in sources):
             return Answer(f"{CANT_TELL} This library's model has no instrument recogniser, and its taggers have no "
                           f"tag for {named}.", "instrument", None, 0.0, [f"no tag for {named}"])
-        j = E.instrument(ev, named, th)
-        if j is not None:
-            text = {"clear": f"Yes, there is {_a(named)}.", "likely": f"Probably yes, there is {_a(named)}."}.get(
-                j.strength, f"Possibly: there is some evidence of {_a(named)}, but it is weak."
+        found = E.covered_instrument(ev, named, th)
+        if found is not None:
+            by, j = found
+            # a general word ("brass") heard through an instrument it covers says which one
+            heard = "" if by == named else {"clear": f" (I hear {_a(by)})",
+                                            "likely": f" (I probably hear {_a(by)})"}.get(j.strength, f" (of {_a(by)})")
+            text = {"clear": f"Yes, {_there(named)}{heard}.", "likely": f"Probably yes, {_there(named)}{heard}."}.get(
+                j.strength, f"Possibly: there is some evidence of {_a(named)}{heard}, but it is weak."
             )
             return Answer(text, "instrument", True, _conf(j.strength), [j.evidence])
         section = E.instrument(ev, "strings", th) if named in STRING_SECTION else None

@@ -35,7 +35,7 @@ import polars as pl
 import train_descriptors as td  # sibling scripts, imported by name
 import train_instruments as ti
 
-from tunelens.caption.evidence import BELOW_THRESHOLDS
+from tunelens.caption.evidence import BELOW_THRESHOLDS, WORD_MEMBERS
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_SUPPORT = 20
@@ -47,10 +47,7 @@ ANSWER_LEVELS = {"clear": 0.95, "likely": 0.8, "possible": 0.5}
 # 97/90 7.5%, 2.14; 97/95 2.5%, 1.66; 98/95 1.5%, 1.46; 99/95 2.1%, 1.31. The loosest under 2.5% is kept.
 CAPTION_LEVELS = {"clear": 0.98, "likely": 0.95}
 # Which ground-truth classes make an instrument word true (a general word is true of any of its members).
-WORD_TRUTH = {"brass": {"brass section", "trumpet", "trombone", "french horn", "tuba"},
-              "strings": {"string ensemble", "violin", "viola", "cello", "double bass"},
-              "drums": {"drum kit", "timpani"}, "guitar": {"acoustic guitar", "electric guitar", "distorted guitar"},
-              "synthesizer": {"synth lead", "synth pad"}, "piano": {"piano", "electric piano"},
+WORD_TRUTH = {**{word: set(members) for word, members in WORD_MEMBERS.items()},
               "French horn": {"french horn"}, "sitar": set()}
 # The `caption.evidence.Thresholds` field each kind of statement sets at each strength.
 FIELDS = {"instrument (tagger)": {"clear": "instrument_clear", "likely": "instrument_likely",
@@ -281,6 +278,35 @@ def absence_answers(evs: list, gts: list[dict], th) -> pl.DataFrame:
     return pl.DataFrame(table)
 
 
+def general_word_answers(evs: list, gts: list[dict], th) -> pl.DataFrame:
+    """ "Is there brass / a guitar / ...?" for every general word on every clip (`caption.qa.answer` says yes at the
+    strength of `covered_instrument`): how often it is yes (at any strength) where the word is true and where it is
+    not, and how often each strength of yes is right; per word and over all of them."""
+    from tunelens.caption.evidence import WORD_MEMBERS, covered_instrument
+
+    answers: dict[str, tuple[list[str], list[bool]]] = {}
+    for word in WORD_MEMBERS:
+        said, true = [], []
+        for ev, gt in zip(evs, gts):
+            found = covered_instrument(ev, word, th)
+            said.append("not yes" if found is None else {"clear": "yes", "likely": "probably yes"}.get(
+                found[1].strength, "possibly yes"))
+            true.append(truth_of(word, set(gt["instruments"])))
+        answers[word] = (said, true)
+    answers["all of them"] = ([x for s, _ in answers.values() for x in s], [x for _, t in answers.values() for x in t])
+    table = []
+    for word, (said, true) in answers.items():
+        said_a, true_a = np.array(said), np.array(true, bool)
+        row = {"word": word, "clips with it": int(true_a.sum()),
+               "yes where it is": float((said_a[true_a] != "not yes").mean()) if true_a.any() else float("nan"),
+               "yes where it is not": float((said_a[~true_a] != "not yes").mean()) if (~true_a).any() else float("nan")}
+        for level in ("yes", "possibly yes"):
+            m = said_a == level
+            row[f"{level}: right"] = float(true_a[m].mean()) if m.any() else float("nan")
+        table.append(row)
+    return pl.DataFrame(table)
+
+
 def caption_contradictions(ev, gt: dict, th) -> list[str]:
     """What a caption at `th` states that the ground truth contradicts."""
     present = set(gt["instruments"])
@@ -401,9 +427,13 @@ def main(argv: list[str] | None = None) -> int:
         absences = absence_answers([evs[i] for i in idx], [gts[i] for i in idx], answer_th)
         print('"Is there a X?" for every instrument word, answers of absence:')
         print(absences.with_columns(pl.selectors.float().round(3)))
+        general = general_word_answers([evs[i] for i in idx], [gts[i] for i in idx], answer_th)
+        print("general words, heard through the instruments they cover:")
+        print(general.with_columns(pl.selectors.float().round(3)))
         report[name] = {"clips": len(idx), "caption reliability": table.to_dicts(),
                         "answer reliability": answers.to_dicts(), "facts stated per caption": float(stated),
                         "contradicted captions": share, "answers of absence": absences.to_dicts(),
+                        "general words": general.to_dicts(),
                         "QA accuracy": float(q["right"].mean()), "QA per question": per_q.to_dicts()}
     if args.write:
         CALIBRATION.parent.mkdir(exist_ok=True)

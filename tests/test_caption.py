@@ -231,6 +231,21 @@ def test_qa_grades_an_absence_by_how_surely_the_instrument_is_not_there():
     assert said[0.2].text.startswith("Possibly not") and said[0.2].confidence == 0.3
 
 
+def test_qa_hears_a_general_word_through_the_instruments_it_covers():
+    """ "Is there brass?" is yes when a trumpet is heard, and no only when no brass instrument is heard either."""
+    th = Thresholds(recogniser_absent=0.01, recogniser_absent_likely=0.1, recogniser_possible=0.3)
+    d = evidence().descriptors
+    trumpet = answer("Is there brass?", Evidence(d, {"instrument: trumpet": 0.99, "instrument: brass section": 0.001}),
+                     th)
+    assert trumpet.value is True and trumpet.text == "Yes, there is brass (I hear a trumpet)."
+    guitar = answer("Is there a guitar?", Evidence(d, {"instrument: electric guitar": 0.6, "guitar": 0.0}), th)
+    assert guitar.value is True and guitar.text.startswith("Probably yes, there is a guitar (I probably hear")
+    cello = {"instrument: string ensemble": 0.001, "instrument: cello": 0.05, "instrument: piano": 0.99}
+    assert answer("Are there strings?", Evidence(d, cello), th).text.startswith("Probably not")
+    assert answer("Are there strings?", Evidence(d, {**cello, "instrument: cello": 0.001}), th).text.startswith("No")
+    assert answer("Is there a cello?", Evidence(d, cello), th).text.startswith("Probably not")
+
+
 def test_a_claim_of_absence_no_score_made_reliable_is_never_stated():
     """Calibration leaves a level out (None) when no score reached its precision. For claims that a score be *below*
     a threshold (instrumental, "I don't hear it") never means minus infinity: infinity would state them always."""

@@ -142,3 +142,21 @@ def test_the_answers_of_absence_are_reported_at_both_rates():
     right, wrong = 0.5 / (pairs - present), 0.5 / present
     assert table["possibly not"]["precision, asked half the time"] == pytest.approx(right / (right + wrong))
     assert table["no"]["n"] == pairs - present - 1 and table["no"]["precision, asked half the time"] == 1.0
+
+
+def test_general_words_are_reported_per_word_and_together():
+    """calibrate_evidence's table of "Is there brass?"-style questions: yes where the word is true and where not."""
+    from tunelens.caption.evidence import WORD_MEMBERS, Evidence, Thresholds
+    from tunelens.embed.descriptors import Descriptors
+
+    cal = script("calibrate_evidence")
+    th = Thresholds(recogniser_absent=0.01, recogniser_absent_likely=0.1, recogniser_possible=0.3)
+    d = Descriptors(10.0, 120.0, 0.5, "C major", 0.5, -20.0, 1.0, 1000.0, 1.0, [0] * 10)
+    evs = [Evidence(d, {"instrument: trumpet": 0.99}), Evidence(d, {"instrument: piano": 0.99})]
+    gts = [{"instruments": ["trumpet"]}, {"instruments": ["piano"]}]
+    rows = {r["word"]: r for r in cal.general_word_answers(evs, gts, th).to_dicts()}
+    assert set(rows) == {*WORD_MEMBERS, "all of them"}
+    brass = rows["brass"]
+    assert brass["clips with it"] == 1 and brass["yes where it is"] == 1.0 and brass["yes where it is not"] == 0.0
+    assert brass["yes: right"] == 1.0
+    assert rows["piano"]["yes where it is"] == 1.0 and rows["all of them"]["clips with it"] == 2
