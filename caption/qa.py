@@ -93,17 +93,20 @@ def classify(question: str) -> tuple[str, str | None]:
     return "unknown", None
 
 
+def _plural(word: str) -> bool:
+    return word.endswith("s") and word not in ("bass", "double bass", "electric bass", "brass")
+
+
 def _a(word: str) -> str:
     """'a trumpet', 'an oboe', 'drums', 'strings', 'brass'."""
-    if word == "brass" or (word.endswith("s") and word not in ("bass", "double bass", "electric bass")):
+    if word == "brass" or _plural(word):
         return word
     return ("an " if word[:1].lower() in "aeiou" else "a ") + word
 
 
 def _there(word: str) -> str:
     """'there is a trumpet', 'there is brass', 'there are drums'."""
-    plural = word.endswith("s") and word not in ("bass", "double bass", "electric bass", "brass")
-    return f"there {'are' if plural else 'is'} {_a(word)}"
+    return f"there {'are' if _plural(word) else 'is'} {_a(word)}"
 
 
 def _conf(strength: str) -> float:
