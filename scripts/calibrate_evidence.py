@@ -262,7 +262,7 @@ def absence_answers(evs: list, gts: list[dict], th) -> pl.DataFrame:
     for ev, gt in zip(evs, gts):
         present = set(gt["instruments"])
         for word in E.instrument_sources():
-            heard = E.instrument(ev, word, th) is not None
+            heard = E.covered_instrument(ev, word, th) is not None  # as `caption.qa.answer` hears it
             said.append("yes" if heard else {"clear": "no", "likely": "probably not"}.get(
                 E.instrument_absent(ev, word, th), "possibly not"))
             right.append(not truth_of(word, present))  # right for an answer of absence
@@ -282,7 +282,7 @@ def general_word_answers(evs: list, gts: list[dict], th) -> pl.DataFrame:
     """ "Is there brass / a guitar / ...?" for every general word on every clip (`caption.qa.answer` says yes at the
     strength of `covered_instrument`): how often it is yes (at any strength) where the word is true and where it is
     not, and how often each strength of yes is right; per word and over all of them."""
-    from tunelens.caption.evidence import WORD_MEMBERS, covered_instrument
+    from tunelens.caption.evidence import covered_instrument
 
     answers: dict[str, tuple[list[str], list[bool]]] = {}
     for word in WORD_MEMBERS:
