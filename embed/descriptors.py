@@ -204,7 +204,7 @@ def key_chroma(y: np.ndarray) -> np.ndarray:
     if len(y) < KEY_HOP:
         return np.zeros((3, 12))
     c = np.abs(librosa.cqt(y, sr=KEY_SR, hop_length=KEY_HOP, fmin=librosa.note_to_hz("C2"),
-                           n_bins=6 * KEY_BINS_PER_OCTAVE, bins_per_octave=KEY_BINS_PER_OCTAVE))
+                           n_bins=6 * KEY_BINS_PER_OCTAVE, bins_per_octave=KEY_BINS_PER_OCTAVE, tuning=0.0))
     frames = librosa.feature.chroma_cqt(C=np.log1p(100 * c), sr=KEY_SR, bins_per_octave=KEY_BINS_PER_OCTAVE,
                                         norm=None)
     third = max(frames.shape[1] // 3, 1)

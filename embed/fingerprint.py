@@ -47,7 +47,10 @@ def fingerprint_samples(data: np.ndarray, sr: int) -> Fingerprint:
     y = to_mono_resampled(data, sr, SR)
     if len(y) < CHROMA_HOP * 4:
         return Fingerprint(np.zeros((0, 12), np.float32), np.zeros((0, N_MELS), np.float32))
-    cens = librosa.feature.chroma_cens(y=y, sr=SR, hop_length=CHROMA_HOP, win_len_smooth=21)[:, ::CHROMA_DOWNSAMPLE].T
+    # A fixed A440 tuning: two copies of one recording share their tuning, so a fingerprint needs no estimate of it,
+    # and librosa's estimate (tuning=None) runs through numba code that segfaults under numba 0.68.1 (issue 37).
+    cens = librosa.feature.chroma_cens(y=y, sr=SR, hop_length=CHROMA_HOP, win_len_smooth=21, tuning=0.0)
+    cens = cens[:, ::CHROMA_DOWNSAMPLE].T
     norms = np.linalg.norm(cens, axis=1, keepdims=True)
     cens = cens / np.where(norms > 0, norms, 1.0)
     mel = librosa.power_to_db(

@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tracks", type=int, default=10, help="the N shortest files of --music, plus a copy of one")
     ap.add_argument("--work", type=Path, default=Path("/tmp/tunelens-kill"))
     ap.add_argument("--stages", default=",".join(STAGES), help="the commands a kill may hit")
+    ap.add_argument("--kill-within", type=float, default=None,
+                    help="kill within this fraction of the clean run's time of the command (default: up to 1.2x, "
+                         "3x for repair, so some rounds finish before the kill)")
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
     shutil.rmtree(args.work, ignore_errors=True)
@@ -133,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         stage = rng.choice(args.stages.split(","))
         lib, export = args.work / f"round{r}" / "lib", args.work / f"round{r}" / "export"
-        at = rng.uniform(0.05, max(0.5, took[stage] * (1.2 if stage != "repair" else 3.0)))
+        within = args.kill_within or (1.2 if stage != "repair" else 3.0)
+        at = rng.uniform(0.05, max(0.5, took[stage] * within))
         for s in STAGES[: STAGES.index(stage)]:
             run(s, music, lib, export)
         damaged = damage(lib, rng) if stage == "repair" else None

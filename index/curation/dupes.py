@@ -34,7 +34,8 @@ DUPES_SCHEMA = {
     "match": pl.Float64, "relation": pl.String, "lossless": pl.Boolean, "bitrate_kbps": pl.Float64,
     "duration": pl.Float64,
 }
-RULES_VERSION = 2  # raised when the confirmation rules change (2: level contours), so older clusters are found again
+RULES_VERSION = 3  # raised when the confirmation rules change (2: level contours; 3: chroma at a fixed A440 tuning),
+# so older clusters are found again
 KEEPER = "keeper"
 IDENTICAL = "identical audio"
 
