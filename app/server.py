@@ -118,7 +118,7 @@ class LiveLibrary:
                 lib = Library.open(self.root)
                 lib.ok_tracks(), lib.windows_table(), lib.vector_index, lib.window_index  # read it all now
                 if self._encoder is not None:
-                    lib._encoders[self.device] = self._encoder
+                    lib.use_encoder(self._encoder, self.device)
                 if self._stamp_now() == before:
                     break
             self._encoder = lib.encoder(self.device)

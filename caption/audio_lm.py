@@ -152,7 +152,7 @@ class Qwen2AudioLM:
 
     # -- music QA --------------------------------------------------------------------------------------
     def answer(self, question: str, ev: Evidence, path: str | Path | None = None):
-        from tunelens.caption.qa import Answer
+        from tunelens.caption.base import Answer
 
         audio = self._audio(path)
         sr = self.sample_rate

@@ -8,15 +8,33 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from tunelens.caption.evidence import Evidence
-    from tunelens.caption.qa import Answer
 
 DEFAULT_CAPTIONER = "describe"
+
+
+@dataclass
+class Answer:
+    text: str
+    kind: str  # tempo | key | mode | loudness | duration | instrument | instruments | vocals | genre | mood |
+    #            energy | danceability | start | end | unknown
+    value: object = None  # machine-readable answer (BPM, "G major", True/False, [instruments], seconds)
+    confidence: float | None = 0.0  # None: the backend gives no calibrated confidence (audio LMs)
+    evidence: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """As `tunelens ask --json` prints it."""
+        return {"answer": self.text, "kind": self.kind, "value": self.value, "confidence": self.confidence,
+                "evidence": self.evidence}
+
+    @property
+    def known(self) -> bool:
+        return self.kind != "unknown" and self.value is not None
 
 
 @dataclass

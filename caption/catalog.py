@@ -1,13 +1,13 @@
 """The captioners tunelens can run, beside the encoders (`embed.catalog`), for `tunelens models`."""
 from __future__ import annotations
 
-from tunelens.embed.catalog import ModelInfo, _hub_cache, encoder_models
+from tunelens.embed.catalog import ModelInfo, encoder_models, hub_cache
 
 QWEN_HUB = "Qwen/Qwen2-Audio-7B-Instruct"
 
 
 def captioner_models() -> list[ModelInfo]:
-    cached = _hub_cache()
+    cached = hub_cache()
     return [
         ModelInfo("describe", "captioner", "the default: captions from what `index` measured and the encoder's tags, "
                   "each statement only at its measured precision (no language model)",

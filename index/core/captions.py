@@ -43,7 +43,7 @@ class BatchStore:
             try:
                 frames.append(pl.read_parquet(p).select(list(self.schema)).cast(self.schema))
             except Exception as e:  # noqa: BLE001 - truncated, zeroed, another table: the file is damaged
-                from tunelens.index.core.library import LibraryError, damage_sentence
+                from tunelens.index.core.errors import LibraryError, damage_sentence
 
                 name = str(p.relative_to(self.root))
                 effect = f"so its {self.main.stem} cannot be read"

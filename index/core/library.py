@@ -25,38 +25,35 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
 
 from tunelens.embed.base import AudioTextEncoder, EncoderOptions, PipelineSpec
-from tunelens.index.core.atomic import FULL, DiskFullError, atomic_write_json, is_disk_full, tmp_path, write_tmp
+from tunelens.index.core.atomic import (
+    FULL,
+    DiskFullError,
+    atomic_write_json,
+    file_stamp,
+    is_disk_full,
+    tmp_path,
+    write_tmp,
+)
+from tunelens.index.core.errors import LibraryError, damage_sentence, first_line
 from tunelens.index.core.manifest import FORMAT_VERSION, Manifest
 from tunelens.index.core.scan import track_id_for
 from tunelens.index.core.schema import CATALOG_SCHEMA, VECTOR_COLUMNS, WINDOW_SCHEMA
 from tunelens.index.vectors.choice import IndexChoice, build
 from tunelens.index.vectors.vector_index import VectorIndex, gpu_count
 
+T = TypeVar("T")
+
 TABLES = ("catalog.parquet", "tracks.npy", "windows.npy", "windows.parquet")  # nothing can be read without them
 CORE_FILES = (*TABLES, "tracks.faiss", "windows.faiss")  # what one commit writes, beside manifest.json
-
-
-class LibraryError(RuntimeError):
-    """A library that cannot be used as asked; the message says why and what to do."""
-
-
-def first_line(reason: object) -> str:
-    """An error or reason as one short line: its first line, or its type when it says nothing."""
-    text = str(reason).strip()
-    return text.splitlines()[0][:160] if text else type(reason).__name__
-
-
-def damage_sentence(root: Path, name: str, reason: object, effect: str = "so this library cannot be used") -> str:
-    """One sentence for a damaged library file: which, why, what it means and what to run."""
-    return (f"{name} in {root} is damaged ({first_line(reason)}), {effect}. Run `tunelens repair --library {root}`: "
-            "it rebuilds what can be derived and embeds again only tracks whose vectors are lost")
 
 
 def _manifest_sentence(root: Path, state: str) -> str:
@@ -115,6 +112,7 @@ class Library:
         self._windows_table: pl.DataFrame | None = None
         self._vector_maps: dict[str, np.ndarray] = {}
         self._encoders: dict[str, AudioTextEncoder] = {}
+        self._derived: dict[str, tuple[tuple, object]] = {}
         self.index_problems: dict[str, str] = {}  # FAISS files that could not be read (searched exactly instead)
         self._files: dict[str, object] = {}  # core files held open since `open` (one consistent state)
 
@@ -222,6 +220,27 @@ class Library:
 
             self._encoders[device] = load_encoder(self.manifest.pipeline.model, EncoderOptions(device=device))
         return self._encoders[device]
+
+    def use_encoder(self, encoder: AudioTextEncoder, device: str = "auto") -> None:
+        """Serve `encoder` (already loaded, e.g. kept by a server across reopenings) as this library's model."""
+        self._encoders[device] = encoder
+
+    def derived(self, name: str, files: tuple[str, ...], build: Callable[[], T]) -> T:
+        """A table derived from this library's files (the search's facet table, the playlists' track facts), kept
+        on the library and built again only when one of `files` or the manifest changed since it was built."""
+        stamp = (file_stamp(self.root, files), self.manifest.updated)
+        cached = self._derived.get(name)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, build())
+            self._derived[name] = cached
+        return cached[1]  # type: ignore[return-value]
+
+    def use_salvaged(self, tracks: np.ndarray, windows: np.ndarray, windows_table: pl.DataFrame) -> None:
+        """Make the next `commit` read these vectors and windows table (what `repair` salvaged) instead of the
+        files on disk, and build both FAISS indexes anew."""
+        self._vector_maps = {"tracks.npy": tracks, "windows.npy": windows}
+        self._windows_table = windows_table
+        self._index = self._window_index = None
 
     @property
     def dim(self) -> int:
@@ -396,8 +415,8 @@ class Library:
         return self._rows[1].get(track_id)
 
     # -- writing -------------------------------------------------------------------------------------------
-    def lock(self) -> _Lock:
-        return _Lock(self.root / ".lock")
+    def lock(self) -> WriterLock:
+        return WriterLock(self.root / ".lock")
 
     @property
     def staging_dir(self) -> Path:
@@ -638,7 +657,7 @@ def _upgrade(root: Path) -> Manifest:
     rewritten with the new ids; two files with one relative path (two music folders) keep the older id for all
     but the first."""
     try:
-        with _Lock(root / ".lock"):
+        with WriterLock(root / ".lock"):
             return _rewrite_ids(root)
     except PermissionError:
         raise LibraryError(f"{root} was written by an earlier tunelens and needs a one-time upgrade of its files, "
@@ -695,13 +714,13 @@ def _with_ids(df: pl.DataFrame, mapping: dict[str, str]) -> pl.DataFrame:
     return df.with_columns(pl.col("track_id").replace_strict(mapping, default=pl.col("track_id")))
 
 
-class _Lock:
+class WriterLock:
     """An exclusive lock on a library so that two writers never interleave."""
 
     def __init__(self, path: Path):
         self.path = path
 
-    def __enter__(self) -> _Lock:
+    def __enter__(self) -> WriterLock:
         self._f = open(self.path, "w")
         try:
             fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)

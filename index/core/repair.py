@@ -33,7 +33,7 @@ import polars as pl
 
 from tunelens.embed.base import AudioTextEncoder, EncoderOptions, PipelineSpec
 from tunelens.index.core.atomic import atomic_write_json
-from tunelens.index.core.library import CORE_FILES, Library, LibraryError, StagedBatch, _Lock, first_line
+from tunelens.index.core.library import CORE_FILES, Library, LibraryError, StagedBatch, WriterLock, first_line
 from tunelens.index.core.manifest import Manifest
 from tunelens.index.core.schema import VECTOR_COLUMNS, WINDOW_SCHEMA
 
@@ -178,7 +178,7 @@ def repair_library(library: str | Path, model: AudioTextEncoder | str | None = N
     report = RepairReport()
     if not root.is_dir():
         raise LibraryError(f"{root} is not a folder")
-    with _Lock(root / ".lock") as lock:
+    with WriterLock(root / ".lock") as lock:
         encoder = model if model is not None and not isinstance(model, str) else None
         manifest_rebuilt = False
         # 1. the manifest: without it nothing can be read. A rebuilt one is written by the commit below, after a
@@ -263,9 +263,7 @@ def repair_library(library: str | Path, model: AudioTextEncoder | str | None = N
             if kept:
                 report.actions.append(f"kept the vectors of {kept} tracks")
             # the commit reads the old vectors and windows through these caches: give it the salvaged ones
-            lib._vector_maps = {"tracks.npy": tracks, "windows.npy": windows}
-            lib._windows_table = wtab
-            lib._index = lib._window_index = None
+            lib.use_salvaged(tracks, windows, wtab)
             lib.commit(dropped_paths, batch_files)
             report.actions.append("rebuilt the windows table and both FAISS indexes, in one commit")
 

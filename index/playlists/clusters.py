@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tunelens.index.core.library import Library
-from tunelens.index.playlists.make import Playlist, _finish, _tracks, take
+from tunelens.index.playlists.make import Playlist, finish_playlist, playlist_tracks, take
 from tunelens.index.playlists.rules import PlaylistRules, TrackFacts, track_facts
 
 # clusters are groups, not radios: no per-artist or per-album limit (a composer's group stays whole)
@@ -166,6 +166,6 @@ def cluster_members(library: Library | str | Path, recipe: dict, name: str, keep
         axis = np.linalg.svd(sub, full_matrices=False)[2][0]
         rows = [rows[i] for i in np.argsort(sub @ axis, kind="stable")]
         return Playlist(name=name, kind="cluster", recipe=recipe,
-                        tracks=_tracks(facts, rows), notes=[])
-    return _finish(lib, facts, name, "cluster", recipe, rows, rows, rules, len(rows), None, [], [],
+                        tracks=playlist_tracks(facts, rows), notes=[])
+    return finish_playlist(lib, facts, name, "cluster", recipe, rows, rows, rules, len(rows), None, [], [],
                    rows[0] if rows else None, [])

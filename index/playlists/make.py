@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tunelens.embed.base import AudioTextEncoder
-from tunelens.index.core.library import Library, LibraryError
+from tunelens.index.core.library import Library
 from tunelens.index.playlists.rules import PlaylistRules, RuleState, TrackFacts, keys_compatible, track_facts
 
 KINDS = ("radio", "path", "query", "cluster")
@@ -77,7 +77,7 @@ class Playlist:
                    tracks=[PlaylistTrack(**t) for t in d.get("tracks", [])])
 
 
-def _tracks(facts: TrackFacts, rows: list[int]) -> list[PlaylistTrack]:
+def playlist_tracks(facts: TrackFacts, rows: list[int]) -> list[PlaylistTrack]:
     from tunelens.embed.descriptors import PITCH_CLASSES
 
     def key(k: int) -> str | None:
@@ -171,7 +171,7 @@ def listening_order(rows: list[int], facts: TrackFacts, vecs: np.ndarray, rules:
     return [rows[i] for i in order], [rows[i] for i in sorted(left)]
 
 
-def _finish(lib: Library, facts: TrackFacts, name: str, kind: str, recipe: dict, rows: list[int],
+def finish_playlist(lib: Library, facts: TrackFacts, name: str, kind: str, recipe: dict, rows: list[int],
             candidates: list[int], rules: PlaylistRules, n: int, minutes: float | None, seeds: list[int],
             first: list[int], start: int | None, notes: list[str]) -> Playlist:
     """Order `rows` for listening; tracks the continuity rules cannot place are replaced from further candidates."""
@@ -191,7 +191,7 @@ def _finish(lib: Library, facts: TrackFacts, name: str, kind: str, recipe: dict,
                      f"library allow no more")
     elif not minutes and len(ordered) < n:
         notes.append(f"only {len(ordered)} of {n} tracks: the rules and the library allow no more")
-    return Playlist(name=name, kind=kind, recipe=recipe, tracks=_tracks(facts, ordered), notes=notes)
+    return Playlist(name=name, kind=kind, recipe=recipe, tracks=playlist_tracks(facts, ordered), notes=notes)
 
 
 KEEP_DEPTH = 3  # a refreshed playlist keeps a track while it ranks among KEEP_DEPTH × its length of candidates
@@ -272,7 +272,7 @@ def radio(library: Library | str | Path, seeds: list[str], text: str | None = No
     start = min(rows, key=lambda r: -float(np.asarray(lib.track_vectors()[r]) @ seed_vecs[0])) if rows else None
     recipe = _recipe("radio", rules, n if not minutes else None, minutes, seeds=[str(s) for s in seeds],
                      text=text or None)
-    return _finish(lib, facts, name or _name("radio", [facts.titles[r] or facts.rel_paths[r] for r in seed_rows]
+    return finish_playlist(lib, facts, name or _name("radio", [facts.titles[r] or facts.rel_paths[r] for r in seed_rows]
                                               or [Path(str(s)).stem for s in seeds]), "radio", recipe, rows,
                    candidates, rules, want, minutes, seed_rows, first, start, notes)
 
@@ -298,7 +298,7 @@ def query_playlist(library: Library | str | Path, text: str, n: int | None = 30,
 
     candidates, first, rows = _deepening(ranked, facts, rules, want, minutes, [], keep)
     recipe = _recipe("query", rules, n if not minutes else None, minutes, text=text)
-    return _finish(lib, facts, name or _name("query", [text]), "query", recipe, rows, candidates, rules, want,
+    return finish_playlist(lib, facts, name or _name("query", [text]), "query", recipe, rows, candidates, rules, want,
                    minutes, [], first, rows[0] if rows else None, notes)
 
 
@@ -388,7 +388,7 @@ def path_between(library: Library | str | Path, start: str, end: str, n: int = 1
         rows = rows + [to_row]
     recipe = _recipe("path", rules, n, None, start=str(start), end=str(end))
     ends = [facts.titles[r] or facts.rel_paths[r] for r in (from_row, to_row) if r is not None]
-    return Playlist(name=name or _name("path", ends), kind="path", recipe=recipe, tracks=_tracks(facts, rows),
+    return Playlist(name=name or _name("path", ends), kind="path", recipe=recipe, tracks=playlist_tracks(facts, rows),
                     notes=notes)
 
 
@@ -447,23 +447,3 @@ def _slerp(a: np.ndarray, b: np.ndarray, t: float, omega: float) -> np.ndarray:
 def _name(kind: str, parts: list[str]) -> str:
     label = " + ".join(p for p in parts if p)[:60] or kind
     return f"{kind}: {label}"
-
-
-def build(library: Library | str | Path, recipe: dict, name: str, encoder: AudioTextEncoder | None = None,
-          device: str = "auto", keep: list[str] = ()) -> Playlist:
-    """A playlist from a stored recipe (what `refresh` runs), keeping `keep` first where they still fit."""
-    rules = PlaylistRules.from_dict(recipe.get("rules", {}))
-    kind = recipe.get("kind")
-    common = dict(rules=rules, name=name, encoder=encoder, device=device)
-    if kind == "radio":
-        return radio(library, recipe["seeds"], recipe.get("text"), recipe.get("n"), recipe.get("minutes"),
-                     keep=keep, **common)
-    if kind == "query":
-        return query_playlist(library, recipe["text"], recipe.get("n"), recipe.get("minutes"), keep=keep, **common)
-    if kind == "path":
-        return path_between(library, recipe["start"], recipe["end"], recipe.get("n") or 12, **common)
-    if kind == "cluster":
-        from tunelens.index.playlists.clusters import cluster_members
-
-        return cluster_members(library, recipe, name, keep=keep)
-    raise LibraryError(f"playlist {name!r} has an unknown kind {kind!r}")

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from tunelens.embed.descriptors import PITCH_CLASSES
-from tunelens.index.core.atomic import file_stamp
 from tunelens.index.core.library import Library
 
 KEY_MIN_CONFIDENCE = 0.5  # a key read less surely than this is not judged by key continuity
@@ -164,14 +163,8 @@ def _shares(keys: list, n: int) -> dict:
 
 def track_facts(lib: Library) -> TrackFacts:
     """The library's track facts, built once per state of its catalog, measurements and duplicates."""
-    from tunelens.index.search.hybrid import facet_table
-
-    stamp = (id(facet_table(lib)), file_stamp(lib.root, ("duplicates.parquet",)), lib.manifest.updated)
-    cached = getattr(lib, "_track_facts", None)
-    if cached is None or cached[0] != stamp:
-        cached = (stamp, TrackFacts.build(lib))
-        lib._track_facts = cached  # type: ignore[attr-defined]
-    return cached[1]
+    return lib.derived("track_facts", ("catalog.parquet", "measures.parquet", "captions.parquet", "duplicates.parquet"),
+                       lambda: TrackFacts.build(lib))
 
 
 class RuleState:

@@ -14,9 +14,12 @@ import re
 import time
 from pathlib import Path
 
+from tunelens.embed.base import AudioTextEncoder
 from tunelens.index.core.atomic import atomic_write_json
 from tunelens.index.core.library import Library, LibraryError
-from tunelens.index.playlists.make import Playlist, build
+from tunelens.index.playlists.clusters import cluster_members
+from tunelens.index.playlists.make import Playlist, path_between, query_playlist, radio
+from tunelens.index.playlists.rules import PlaylistRules
 
 FOLDER = "playlists"
 
@@ -84,3 +87,21 @@ def refresh_playlist(library: Library | str | Path, name: str, encoder=None,
     return new, {"kept": [t for t in new.track_ids if t in before], "added": [t for t in new.track_ids
                                                                             if t not in before],
                  "removed": [t for t in old.track_ids if t not in after]}
+
+
+def build(library: Library | str | Path, recipe: dict, name: str, encoder: AudioTextEncoder | None = None,
+          device: str = "auto", keep: list[str] = ()) -> Playlist:
+    """A playlist from a stored recipe (what `refresh` runs), keeping `keep` first where they still fit."""
+    rules = PlaylistRules.from_dict(recipe.get("rules", {}))
+    kind = recipe.get("kind")
+    common = dict(rules=rules, name=name, encoder=encoder, device=device)
+    if kind == "radio":
+        return radio(library, recipe["seeds"], recipe.get("text"), recipe.get("n"), recipe.get("minutes"),
+                     keep=keep, **common)
+    if kind == "query":
+        return query_playlist(library, recipe["text"], recipe.get("n"), recipe.get("minutes"), keep=keep, **common)
+    if kind == "path":
+        return path_between(library, recipe["start"], recipe["end"], recipe.get("n") or 12, **common)
+    if kind == "cluster":
+        return cluster_members(library, recipe, name, keep=keep)
+    raise LibraryError(f"playlist {name!r} has an unknown kind {kind!r}")

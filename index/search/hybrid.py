@@ -23,7 +23,6 @@ import numpy as np
 import polars as pl
 
 from tunelens.embed.base import AudioTextEncoder, PipelineSpec
-from tunelens.index.core.atomic import file_stamp
 from tunelens.index.core.library import Library
 from tunelens.index.core.tracks import tag_probs, track_table, voice_probability
 from tunelens.index.search.query import (
@@ -105,12 +104,8 @@ def _rank(x: np.ndarray) -> np.ndarray:
 
 def facet_table(lib: Library) -> FacetTable:
     """The library's facet table, built once per state of its catalog, measurements and captions."""
-    stamp = file_stamp(lib.root, ("catalog.parquet", "measures.parquet", "captions.parquet"))
-    cached = getattr(lib, "_facet_table", None)
-    if cached is None or cached[0] != stamp:
-        cached = (stamp, FacetTable.build(lib))
-        lib._facet_table = cached  # type: ignore[attr-defined]
-    return cached[1]
+    return lib.derived("facet_table", ("catalog.parquet", "measures.parquet", "captions.parquet"),
+                       lambda: FacetTable.build(lib))
 
 
 def encoder_vocabulary(encoder: AudioTextEncoder) -> frozenset[str]:
