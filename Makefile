@@ -85,7 +85,7 @@ app: demo
 	HF_HUB_OFFLINE=1 $(BIN)/tunelens caption --library $(DEMO)/library
 	HF_HUB_OFFLINE=1 $(BIN)/tunelens app --library $(DEMO)/library
 
-# The HTTP API on the demo library: http://127.0.0.1:8600/docs (loopback only; see README "Server").
+# The HTTP API on the demo library: http://127.0.0.1:8600/docs (loopback only; see docs/server.md).
 serve: demo
 	HF_HUB_OFFLINE=1 $(BIN)/tunelens caption --library $(DEMO)/library
 	HF_HUB_OFFLINE=1 $(BIN)/tunelens serve --library $(DEMO)/library
