@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 import tunelens
-from tunelens.index.core.display import clean
+from tunelens.index.core.display import clean, clock
 from tunelens.index.curation.dupes import DupesConfig
 
 _DUPES = DupesConfig()  # the dupes command's defaults
@@ -298,7 +298,7 @@ def _show_playlist(pl, as_json: bool) -> None:
         table.add_column(col)
     for i, t in enumerate(pl.tracks, 1):
         name = f"{t.artist} – {t.title}" if t.title and t.artist else (t.title or t.rel_path)
-        table.add_row(str(i), _t(name), f"{int(t.duration // 60)}:{int(t.duration % 60):02d}",
+        table.add_row(str(i), _t(name), clock(t.duration),
                       f"{t.tempo_bpm:.0f}" if t.tempo_bpm else "", t.key or "", t.track_id)
     console.print(table)
 

@@ -14,7 +14,7 @@ import streamlit as st
 from tunelens.app import resources as R
 from tunelens.app.playlists_page import playlists_page, start_query, start_radio
 from tunelens.app.uploads import similar_to_clip
-from tunelens.caption.describe import clock as m_ss
+from tunelens.index.core.display import clock as m_ss
 from tunelens.index.core.display import code_literal as code
 from tunelens.index.core.display import markdown_literal as md
 from tunelens.index.core.library import LibraryError

@@ -16,10 +16,10 @@ import numpy as np
 
 from tunelens.caption import evidence as E
 from tunelens.caption.base import Caption
-from tunelens.caption.describe import clock
 from tunelens.caption.evidence import ANSWER_THRESHOLDS, Evidence
 from tunelens.embed.base import EncoderOptions, resolve_device
 from tunelens.embed.hf import check_tokenizer, load_pretrained, quiet_transformers, weights_fingerprint
+from tunelens.index.core.display import clock
 
 PROMPT_VERSION = 1
 SYSTEM = ("You are a careful music analyst. Describe only what you hear. Measurements taken from the audio are "

@@ -12,6 +12,7 @@ from pathlib import Path
 from tunelens.caption import evidence as E
 from tunelens.caption.base import Caption
 from tunelens.caption.evidence import ANSWER_THRESHOLDS, CAPTION_THRESHOLDS, Evidence, Thresholds
+from tunelens.index.core.display import clock
 
 NAME = "describe"
 VERSION = "describe-5"  # 4: recogniser instruments, calibrated thresholds, no genre/mood; 5: "likely with singing"
@@ -27,12 +28,6 @@ def _join(words: list[str]) -> str:
 
 def _article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
-
-
-def clock(seconds: float) -> str:
-    """m:ss"""
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m}:{s:02d}"
 
 
 class DescribeCaptioner:

@@ -15,6 +15,7 @@ import polars as pl
 from tunelens.caption import evidence as E
 from tunelens.caption.base import Answer, load_captioner
 from tunelens.caption.evidence import ANSWER_THRESHOLDS, Evidence, Thresholds, instrument_sources, parse_tags
+from tunelens.index.core.display import clock
 
 CANT_TELL = "I can't tell that from the audio."
 MAX_QUESTION_CHARS = 1000
@@ -142,8 +143,7 @@ def answer(question: str, ev: Evidence, thresholds: Thresholds = ANSWER_THRESHOL
             )
         return Answer(f"It is {hedge}in {j.value}{_weak_key(j)}.", kind, j.value, _conf(j.strength), [j.evidence])
     if kind == "duration":
-        m, s = divmod(int(round(d.duration)), 60)
-        return Answer(f"It lasts {m}:{s:02d} ({d.duration:.1f} s).", kind, d.duration, 1.0, ["decoded length"])
+        return Answer(f"It lasts {clock(d.duration)} ({d.duration:.1f} s).", kind, d.duration, 1.0, ["decoded length"])
     if kind == "loudness":
         word = E.loudness_word(ev)
         if word is None:

@@ -45,3 +45,9 @@ def code_literal(text: object, limit: int | None = 300) -> str:
     fence = "`" * (max((len(m) for m in re.findall(r"`+", s)), default=0) + 1)
     pad = " " if s.startswith("`") or s.endswith("`") else ""
     return f"{fence}{pad}{s}{pad}{fence}"
+
+
+def clock(seconds: float) -> str:
+    """A time as m:ss, rounded to the second: the one way tunelens writes a duration or a moment for people."""
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}:{s:02d}"

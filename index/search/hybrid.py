@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from tunelens.embed.base import AudioTextEncoder, PipelineSpec
+from tunelens.index.core.display import clock
 from tunelens.index.core.library import Library
 from tunelens.index.core.tracks import tag_probs, track_table, voice_probability
 from tunelens.index.search.query import (
@@ -203,8 +204,7 @@ def _value(f: Facet, c: dict[str, np.ndarray], i: int) -> str:
     if k == "shape":
         return f"energy {c['shape'][i]:+.0f} dB from start to end"
     if k == "duration":
-        m, s = divmod(int(round(c["duration"][i])), 60)
-        return f"{m}:{s:02d}"
+        return clock(c["duration"][i])
     if k == "vocals":
         return f"vocal tags {c['voice'][i]:.2f}"
     if k == "year":

@@ -18,6 +18,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from tunelens.embed.descriptors import PITCH_CLASSES
+from tunelens.index.core.display import clock
 
 # -- tempo: BPM bands of the adjectives, and the ramp (octaves) over which agreement falls from +1 to -1 ----------
 # "slow prefers < ~85 BPM and penalises > 110": log2(110 / 85) = 0.37 octave. Fixed a priori from the usual
@@ -265,25 +266,20 @@ def _durations(t: _Text, q: ParsedQuery) -> None:
                         r"above|at least)\s+(\d+(?:[.,]\d+)?)\s*" + unit):
         n = _minutes(m.group(2), m.group(3))
         up = m.group(1) in ("over", "more than", "longer than", "above", "at least")
-        q.facets.append(Facet("duration", f"{'over' if up else 'under'} {_clock(n)}", t.take(m), hard=True,
+        q.facets.append(Facet("duration", f"{'over' if up else 'under'} {clock(n)}", t.take(m), hard=True,
                               low=n if up else None, high=None if up else n))
     for m in t.finditer(r"(\d+(?:[.,]\d+)?)\s*(?:-|–|to)\s*(\d+(?:[.,]\d+)?)\s*" + unit):
         lo, hi = sorted((_minutes(m.group(1), m.group(3)), _minutes(m.group(2), m.group(3))))
-        q.facets.append(Facet("duration", f"{_clock(lo)}-{_clock(hi)} long", t.take(m), hard=True, low=lo, high=hi))
+        q.facets.append(Facet("duration", f"{clock(lo)}-{clock(hi)} long", t.take(m), hard=True, low=lo, high=hi))
     for m in t.finditer(r"\b(\d+(?:[.,]\d+)?)[- ](minute|min|second|sec)s?(?:[- ]long)?\b"):
         n = _minutes(m.group(1), m.group(2))
-        q.facets.append(Facet("duration", f"about {_clock(n)}", t.take(m), hard=True, low=n * 0.85, high=n * 1.15))
+        q.facets.append(Facet("duration", f"about {clock(n)}", t.take(m), hard=True, low=n * 0.85, high=n * 1.15))
     nouns = _words(DURATION_NOUNS)
     # "short", "a long piano piece": a length when a noun for a piece follows (within two words) or nothing does
     for m in t.finditer(rf"\b(short|brief|long|lengthy)\b(?=(?:\s+[\w-]+){{0,2}}?\s+(?:{nouns})\b|\s*$|\s*,)"):
         short = m.group(1) in ("short", "brief")
         q.facets.append(Facet("duration", "short (< 3 min)" if short else "long (> 6 min)", t.take(m),
                               low=None if short else LONG_S, high=SHORT_S if short else None))
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m}:{s:02d}"
 
 
 def _keys(t: _Text, q: ParsedQuery) -> None:
